@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-deps lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+run: install ## create the environment, install, run the example flow
+	$(BIN)/flowpipe run flows/hello.yaml
+
+test-deps: ## system tools the tests need (installed with apt-get when missing)
+	bash scripts/install-test-deps.sh
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src
+
+test: install test-deps lint ## every check and every test
+	$(BIN)/pytest
+
+bench: install ## the core throughput benchmark (figures go to benchmarks/README.md)
+	$(BIN)/python benchmarks/core_bench.py
+
+clean:
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,211 @@
+"""The ``flowpipe`` command.
+
+Exit codes: 0 success; 1 a stage failed at run time (or the drain deadline passed);
+2 invalid input (flow file, stage config, plugin, command line); 130 forced by a second signal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from .. import __version__
+from ..sdk import FlowpipeError, FlowSpecError, StageConfig
+
+if TYPE_CHECKING:
+    from ..registry import StageRegistry
+    from ..runtime import FlowPlan
+
+__all__ = ["EXIT_INVALID", "cli"]
+
+EXIT_INVALID = 2
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reports_errors(command: F) -> F:
+    """Bad input becomes one line per problem on stderr and exit 2, never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except FlowSpecError as error:
+            for problem in error.problems:
+                click.echo(str(problem), err=True)
+            errors = sum(not p.warning for p in error.problems)
+            click.echo(f"flowpipe: {errors} error(s); nothing was started", err=True)
+        except FlowpipeError as error:
+            click.echo(f"flowpipe: error: {error}", err=True)
+        sys.exit(EXIT_INVALID)
+
+    return wrapper  # type: ignore[return-value]
+
+
+plugin_path_option = click.option(
+    "--plugin-path",
+    "plugin_path",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of stage plugins, searched before FLOW_PIPE_PLUGIN_PATH (repeatable).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flowpipe")
+def cli() -> None:
+    """Run and inspect flowpipe flows."""
+
+
+@cli.command()
+@click.argument("flow", type=click.Path(path_type=Path))
+@plugin_path_option
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    envvar="FLOWPIPE_DRAIN_TIMEOUT",
+    help="Seconds allowed, after SIGINT/SIGTERM, to drain queued records to the sinks.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    envvar="FLOWPIPE_BATCH_SIZE",
+    help="Most records moved between two stages at once.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default=None,
+    envvar="FLOWPIPE_LOG_LEVEL",
+    help="Log level (default info; debug when the flow sets observability.debug).",
+)
+@_reports_errors
+def run(
+    flow: Path, plugin_path: tuple[Path, ...], drain_timeout: float, batch_size: int, log_level: str | None
+) -> None:
+    """Run FLOW (a .yaml, .yml or .json flow file) until it ends or is stopped."""
+    from ..observability import configure_logging
+    from ..runtime import FlowRun
+
+    configure_logging(logging.INFO)
+    plan = _plan(flow, plugin_path)
+    level = log_level or ("debug" if plan.debug else "info")
+    logging.getLogger("flowpipe").setLevel(level.upper())
+    log = logging.getLogger(f"flowpipe.{plan.name}")
+    for warning in plan.warnings:
+        log.warning("%s", warning)
+    log.info(
+        "starting flow '%s' (%s mode, %d stages)",
+        plan.name,
+        "job" if plan.job else "streaming",
+        len(plan.stages),
+    )
+    sys.exit(FlowRun(plan, batch_size=batch_size, drain_timeout=drain_timeout).run())
+
+
+@cli.command()
+@click.argument("flows", nargs=-1, required=True, type=click.Path(path_type=Path))
+@plugin_path_option
+def validate(flows: tuple[Path, ...], plugin_path: tuple[Path, ...]) -> None:
+    """Check FLOWS without running them: exit 0 when all are valid, 2 otherwise."""
+    failed = False
+    for flow in flows:
+        try:
+            plan = _plan(flow, plugin_path)
+        except FlowSpecError as error:
+            failed = True
+            for problem in error.problems:
+                click.echo(str(problem), err=True)
+            continue
+        except FlowpipeError as error:
+            failed = True
+            click.echo(f"{flow}: error: {error}", err=True)
+            continue
+        for warning in plan.warnings:
+            click.echo(str(warning), err=True)
+        click.echo(f"{flow}: ok ({len(plan.stages)} stages, {len(plan.queue_capacities)} queues)")
+    sys.exit(EXIT_INVALID if failed else 0)
+
+
+@cli.group(invoke_without_command=True)
+@plugin_path_option
+@click.pass_context
+def stages(ctx: click.Context, plugin_path: tuple[Path, ...]) -> None:
+    """List the stage types that flows can use, with their kind and origin."""
+    from ..registry import build_registry
+
+    registry = build_registry(plugin_path)
+    ctx.obj = registry
+    if ctx.invoked_subcommand is not None:
+        return
+    infos, errors = registry.load_all()
+    rows = [(i.type_name, i.kind.value, i.origin) for i in infos]
+    width = [max((len(r[c]) for r in rows), default=0) for c in range(2)]
+    click.echo(f"{'TYPE':<{width[0]}}  {'KIND':<{width[1]}}  ORIGIN")
+    for type_name, kind, origin in rows:
+        click.echo(f"{type_name:<{width[0]}}  {kind:<{width[1]}}  {origin}")
+    for error in errors:
+        click.echo(f"flowpipe: warning: {error}", err=True)
+
+
+@stages.command("show")
+@click.argument("type_name", metavar="TYPE")
+@click.pass_obj
+@_reports_errors
+def stages_show(registry: StageRegistry, type_name: str) -> None:
+    """Describe stage TYPE: kind, origin and config fields."""
+    info = registry.get(type_name)
+    click.echo(f"{info.type_name} ({info.kind.value})")
+    if info.description:
+        click.echo(f"  {info.description}")
+    click.echo(f"  origin: {info.origin}")
+    for origin in info.shadowed:
+        click.echo(f"  shadows: {origin}")
+    click.echo("  config:" + ("" if info.config_model.model_fields else " none"))
+    for line in _config_lines(info.config_model):
+        click.echo(f"    {line}")
+
+
+def _config_lines(model: type[StageConfig]) -> list[str]:
+    lines = []
+    for name, field in model.model_fields.items():
+        type_name = getattr(field.annotation, "__name__", None) or str(field.annotation).replace(
+            "typing.", ""
+        )
+        default = (
+            "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
+        )
+        text = f"{name}: {type_name} ({default})"
+        constraints = [str(m) for m in field.metadata]
+        if constraints:
+            text += " " + " ".join(constraints)
+        if field.description:
+            text += f" — {field.description}"
+        lines.append(text)
+    return lines
+
+
+def _plan(flow: Path, plugin_path: Sequence[Path]) -> FlowPlan:
+    from ..registry import build_registry
+    from ..runtime import plan_flow
+    from ..spec import parse_flow
+
+    parsed = parse_flow(flow)
+    if parsed.spec is None:
+        raise FlowSpecError(parsed.problems)
+    return plan_flow(parsed, build_registry(plugin_path))
+
+
+def flow_runtime(argv: Sequence[str] | None = None) -> None:
+    """``flow_runtime FLOW``: flow-pipe's runtime binary, the same as ``flowpipe run FLOW``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    cli.main(args if args in (["--version"], ["--help"], ["-h"]) else ["run", *args], prog_name="flow_runtime")

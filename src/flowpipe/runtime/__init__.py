@@ -1,0 +1,18 @@
+"""The runtime: plan a validated flow, then run its stages on bounded queues of batches."""
+
+from ._flow import DEFAULT_BATCH_SIZE, DEFAULT_DRAIN_TIMEOUT, EXIT_FAILED, EXIT_FORCED, EXIT_OK, FlowRun
+from ._plan import FlowPlan, StagePlan, plan_flow
+from ._queue import BatchQueue
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_DRAIN_TIMEOUT",
+    "EXIT_FAILED",
+    "EXIT_FORCED",
+    "EXIT_OK",
+    "BatchQueue",
+    "FlowPlan",
+    "FlowRun",
+    "StagePlan",
+    "plan_flow",
+]

@@ -1,0 +1,183 @@
+"""Turn a parsed flow into a plan the runtime can start, checking everything first.
+
+This is the last validation step, the one that needs the plugins: every stage type resolved,
+every stage config checked by the stage's own model, every stage wired as its kind requires.
+All problems, including the spec reader's, are reported together; nothing has started yet.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..registry import StageInfo, StageRegistry, resolve
+from ..sdk import FlowSpecError, PluginError, Problem, StageConfig, StageKind
+from ..spec import ParsedFlow, StageSpec
+
+__all__ = ["FlowPlan", "StagePlan", "plan_flow"]
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage, ready to start: its type resolved and its config validated."""
+
+    name: str
+    info: StageInfo
+    config: StageConfig
+    threads: int
+    inputs: tuple[str, ...]
+    output: str | None
+    cpus: tuple[int, ...] = ()
+    realtime_priority: int | None = None
+
+
+@dataclass(frozen=True)
+class FlowPlan:
+    name: str
+    path: Path
+    job: bool
+    stages: tuple[StagePlan, ...]
+    queue_capacities: dict[str, int]
+    debug: bool = False
+    warnings: tuple[Problem, ...] = ()
+
+
+# Which queues each kind must (True), must not (False) or may (None) have.
+_WIRING: dict[StageKind, tuple[bool, bool | None]] = {
+    StageKind.SOURCE: (False, True),
+    StageKind.TRANSFORM: (True, True),
+    StageKind.SINK: (True, False),
+    StageKind.SIDE_EFFECT: (True, None),
+}
+
+
+def plan_flow(parsed: ParsedFlow, registry: StageRegistry) -> FlowPlan:
+    """The flow's plan, or FlowSpecError listing every problem found."""
+    problems = list(parsed.problems)
+    spec = parsed.spec
+    if spec is None:
+        raise FlowSpecError(problems)
+    pinning = spec.kubernetes.cpu_pinning if spec.kubernetes is not None else {}
+    stages: list[StagePlan] = []
+    for index, stage in enumerate(spec.stages):
+        checked = _check_stage(parsed, registry, index, stage, problems)
+        if checked is None:
+            continue
+        info, config = checked
+        cpus = pinning[stage.name].cpu if stage.name in pinning else ()
+        stages.append(
+            StagePlan(
+                name=stage.name,
+                info=info,
+                config=config,
+                threads=stage.threads,
+                inputs=tuple(spec.stage_inputs(stage)),
+                output=stage.output_queue,
+                cpus=tuple(cpus),
+                realtime_priority=stage.realtime_priority,
+            )
+        )
+    if any(not p.warning for p in problems):
+        raise FlowSpecError(sorted(problems, key=lambda p: (p.line, p.column)))
+    return FlowPlan(
+        name=spec.name,
+        path=parsed.path,
+        job=spec.is_job,
+        stages=tuple(stages),
+        queue_capacities={q.name: q.capacity for q in spec.queues},
+        debug=bool(spec.observability and spec.observability.debug),
+        warnings=tuple(problems),
+    )
+
+
+def _check_stage(
+    parsed: ParsedFlow, registry: StageRegistry, index: int, stage: StageSpec, problems: list[Problem]
+) -> tuple[StageInfo, StageConfig] | None:
+    where = ("stages", index)
+    try:
+        info = resolve(registry, stage.type, stage.plugin, parsed.path.parent)
+    except PluginError as error:
+        field = "plugin" if stage.plugin else "type"
+        problems.append(parsed.problem((*where, field), f"stage '{stage.name}': {error}"))
+        return None
+    label = f"stage '{stage.name}' ({stage.type})"
+    kind = info.kind.value.replace("_", "-")
+    needs_input, needs_output = _WIRING[info.kind]
+    inputs = parsed.spec.stage_inputs(stage) if parsed.spec else []
+    if needs_input and not inputs:
+        problems.append(
+            parsed.problem(where, f"{label} is a {kind} and needs an input_queue", "add input_queue: <queue>")
+        )
+    elif not needs_input and inputs:
+        problems.append(
+            parsed.problem(
+                (*where, "input_queue"), f"{label} is a {kind} and takes no input", "remove input_queue"
+            )
+        )
+    if len(inputs) > 1:
+        problems.append(
+            parsed.problem(
+                (*where, "input_queues"),
+                f"{label} reads one queue; input_queues with several queues is not supported by it",
+                "use a single input_queue",
+            )
+        )
+    if needs_output and not stage.output_queue:
+        problems.append(
+            parsed.problem(
+                where, f"{label} is a {kind} and needs an output_queue", "add output_queue: <queue>"
+            )
+        )
+    elif needs_output is False and stage.output_queue:
+        problems.append(
+            parsed.problem(
+                (*where, "output_queue"), f"{label} is a {kind} and has no output", "remove output_queue"
+            )
+        )
+    try:
+        config = info.config_model.model_validate(stage.config)
+    except ValidationError as error:
+        for item in error.errors():
+            problems.append(_config_problem(parsed, where, label, info.config_model, item))
+        return None
+    return info, config
+
+
+def _config_problem(
+    parsed: ParsedFlow,
+    where: tuple[str | int, ...],
+    label: str,
+    model: type[StageConfig],
+    item: Any,
+) -> Problem:
+    loc: tuple[str | int, ...] = tuple(item["loc"])
+    dotted = ".".join(str(p) for p in loc)
+    fields = model.model_fields
+    top = str(loc[0]) if loc else ""
+    if item["type"] == "extra_forbidden":
+        near = difflib.get_close_matches(top, fields, n=1)
+        hint = f"did you mean '{near[0]}'?" if near else ""
+        known = ", ".join(fields) or "none"
+        return parsed.problem(
+            (*where, "config", *loc), f"{label}: unknown config key '{dotted}' (known keys: {known})", hint
+        )
+    if item["type"] == "missing":
+        return parsed.problem(
+            (*where, "config"), f"{label}: config.{dotted} is required", f"add {dotted}: ..."
+        )
+    info = fields.get(top)
+    expected = ""
+    if info is not None:
+        expected = f"; {top} is {_type_name(info.annotation)}"
+        if info.description:
+            expected += f" ({info.description})"
+    message = f"{label}: config.{dotted}: {item['msg']}, got {item.get('input')!r}{expected}"
+    return parsed.problem((*where, "config", *loc), message)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

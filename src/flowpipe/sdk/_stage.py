@@ -1,0 +1,286 @@
+"""The stage contract: what a plugin implements and when the runtime calls it.
+
+Every stage kind has a per-record method for simple stages and a batch method for fast ones.
+The runtime only ever calls the batch method; its default loops over the per-record one, so a
+stage overrides whichever suits it. One instance is created per worker thread (``threads: N``
+gives N instances), and each instance is only ever called from its own thread.
+
+Lifecycle of an instance, on its worker thread::
+
+    __init__(config, context) -> open() -> *_batch(...) ... -> close()
+
+``close()`` is called on every exit path once ``open()`` has returned: end of input, stop,
+failure of this or another stage. Sinks flush buffered output there.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict
+
+from ._payload import Batch, BatchBuilder, Payload, PayloadMeta
+
+__all__ = [
+    "EndOfStream",
+    "SideEffect",
+    "Sink",
+    "Source",
+    "Stage",
+    "StageConfig",
+    "StageContext",
+    "StageKind",
+    "Transform",
+]
+
+# How long the default Source.produce_batch keeps collecting records before handing over
+# what it has, so that a lone record at a low rate is never held back waiting for a batch.
+_COLLECT_NS = 1_000_000
+
+
+class StageKind(enum.Enum):
+    """What a stage does, and so how it must be wired in a flow."""
+
+    SOURCE = "source"  # no input queue, an output queue
+    TRANSFORM = "transform"  # input and output queues
+    SINK = "sink"  # input queue, no output queue
+    SIDE_EFFECT = "side_effect"  # input queue, output queue optional (records pass unchanged)
+
+
+class StageConfig(BaseModel):
+    """Base of every stage's config model: unknown keys are rejected and values are frozen.
+
+    Declare fields with defaults and ``Field(description=...)``; the descriptions are shown by
+    ``flowpipe stages show TYPE`` and in validation errors.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EndOfStream(Exception):
+    """Raised by a source when it has no more records. The runtime then closes its output."""
+
+
+class StageContext:
+    """What the runtime tells one stage instance about where and how it runs."""
+
+    __slots__ = ("_stop", "flow_name", "logger", "stage_name", "stage_type", "worker_count", "worker_index")
+
+    def __init__(
+        self,
+        *,
+        flow_name: str,
+        stage_name: str,
+        stage_type: str,
+        worker_index: int = 0,
+        worker_count: int = 1,
+        stop: threading.Event | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.flow_name = flow_name
+        self.stage_name = stage_name
+        self.stage_type = stage_type
+        self.worker_index = worker_index
+        self.worker_count = worker_count
+        self._stop = stop if stop is not None else threading.Event()
+        self.logger = logger if logger is not None else logging.getLogger(f"flowpipe.stage.{stage_name}")
+
+    @property
+    def stopping(self) -> bool:
+        """True once the runtime asked this stage to stop (a source should then end)."""
+        return self._stop.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking early on a stop request. Returns ``stopping``."""
+        return self._stop.wait(seconds)
+
+
+ConfigT = TypeVar("ConfigT", bound=StageConfig)
+"""The stage's config model; ``self.config`` is an instance of it."""
+
+
+class Stage(Generic[ConfigT]):
+    """Base of all stages. Subclass :class:`Source`, :class:`Transform`, :class:`Sink` or
+    :class:`SideEffect`, not this.
+
+    The config model is taken from the type argument (``class S(Transform[MyConfig])``) or
+    from a ``config_model`` class attribute. The class docstring's first line is the stage's
+    description in ``flowpipe stages``.
+    """
+
+    kind: ClassVar[StageKind]
+    config_model: ClassVar[type[StageConfig]] = StageConfig
+    # Per-record and batch method names of the kind; the registry checks one is overridden.
+    _record_method: ClassVar[str]
+    _batch_method: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "config_model" in cls.__dict__:
+            return
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin = get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, Stage):
+                args = get_args(base)
+                if args and isinstance(args[0], type) and issubclass(args[0], StageConfig):
+                    cls.config_model = args[0]
+
+    def __init__(self, config: ConfigT, context: StageContext) -> None:
+        """Called on the worker thread; keep it free of I/O and put set-up in :meth:`open`."""
+        self.config = config
+        self.context = context
+
+    def open(self) -> None:
+        """Called once on the worker thread before the first batch. Connect, open files here."""
+
+    def close(self) -> None:
+        """Called once on every exit path after :meth:`open` returned. Flush and release here."""
+
+    @classmethod
+    def implements_work(cls) -> bool:
+        """True when the per-record or the batch method of the kind is overridden."""
+        base = next(b for b in cls.__mro__ if b.__dict__.get("_record_method"))
+        return any(
+            getattr(cls, name) is not getattr(base, name) for name in (cls._record_method, cls._batch_method)
+        )
+
+
+def _missing(stage: Stage[Any]) -> TypeError:
+    kind = type(stage)
+    return TypeError(f"{kind.__qualname__} must override {kind._record_method}() or {kind._batch_method}()")
+
+
+class Source(Stage[ConfigT]):
+    """Produces records; wired with an ``output_queue`` and no ``input_queue``.
+
+    The runtime calls :meth:`produce_batch` in a loop until it raises :class:`EndOfStream` or
+    the flow stops (``context.stopping``). A call that has nothing should wait briefly for data
+    (about 100 ms at most, e.g. with ``context.wait``) and return an empty batch: an idle
+    source is not an ended one.
+    """
+
+    kind = StageKind.SOURCE
+    _record_method = "produce"
+    _batch_method = "produce_batch"
+    _ended = False
+
+    def produce(self) -> Any:
+        """Return one record (data or :class:`Payload`), ``None`` when nothing is available
+        right now, or raise :class:`EndOfStream` when there will be no more."""
+        raise _missing(self)
+
+    def produce_batch(self, limit: int) -> Batch:
+        """Return up to ``limit`` records, or raise :class:`EndOfStream`.
+
+        The default calls :meth:`produce` until it has ``limit`` records, ``produce`` returns
+        ``None``, or 1 ms has passed, whichever comes first.
+        """
+        if self._ended:
+            raise EndOfStream
+        builder = BatchBuilder()
+        produce = self.produce
+        deadline = time.monotonic_ns() + _COLLECT_NS
+        try:
+            while len(builder) < limit:
+                record = produce()
+                if record is None:
+                    break
+                builder.add(record)
+                if time.monotonic_ns() >= deadline:
+                    break
+        except EndOfStream:
+            if not builder:
+                raise
+            self._ended = True
+        return builder.build()
+
+
+class Transform(Stage[ConfigT]):
+    """Turns each input record into zero, one or many output records.
+
+    Wired with an ``input_queue`` and an ``output_queue``. Output records that are plain data
+    inherit the input's metadata; return a :class:`Payload` to set metadata yourself.
+    """
+
+    kind = StageKind.TRANSFORM
+    _record_method = "process"
+    _batch_method = "process_batch"
+    _process_yields: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._process_yields = inspect.isgeneratorfunction(cls.process)
+
+    def process(self, record: Payload) -> Any:
+        """Return the output (data or :class:`Payload`), or ``None`` to drop the record.
+
+        Written as a generator, every value it yields is an output record (0..N).
+        """
+        raise _missing(self)
+
+    def process_batch(self, batch: Batch) -> Batch:
+        """Return the outputs of a batch. The default calls :meth:`process` per record."""
+        builder = BatchBuilder()
+        add = builder.add
+        process: Callable[[Payload], Any] = self.process
+        metas = batch.metas or [None] * len(batch.data)
+        for data, meta in zip(batch.data, metas, strict=True):
+            record = Payload(data, meta)
+            result = process(record)
+            if self._process_yields:
+                shared = False
+                for output in result:
+                    # Read after each step: the generator may set metadata as it goes.
+                    inherited: PayloadMeta | None = record._meta
+                    if shared and inherited is not None:
+                        inherited = inherited.copy()  # siblings must not share one mutable meta
+                    add(output, inherited)
+                    shared = True
+            elif result is not None:
+                add(result, record._meta)
+        return builder.build()
+
+
+class Sink(Stage[ConfigT]):
+    """Consumes records; wired with an ``input_queue`` and no ``output_queue``."""
+
+    kind = StageKind.SINK
+    _record_method = "consume"
+    _batch_method = "consume_batch"
+
+    def consume(self, record: Payload) -> None:
+        """Handle one record."""
+        raise _missing(self)
+
+    def consume_batch(self, batch: Batch) -> None:
+        """Handle a batch. The default calls :meth:`consume` per record."""
+        consume = self.consume
+        for record in batch.payloads():
+            consume(record)
+
+
+class SideEffect(Stage[ConfigT]):
+    """Sees every record and acts on it (log, notify, count) without changing it.
+
+    Wired with an ``input_queue``; with an ``output_queue`` the records pass on unchanged.
+    """
+
+    kind = StageKind.SIDE_EFFECT
+    _record_method = "observe"
+    _batch_method = "observe_batch"
+
+    def observe(self, record: Payload) -> None:
+        """Act on one record."""
+        raise _missing(self)
+
+    def observe_batch(self, batch: Batch) -> None:
+        """Act on a batch. The default calls :meth:`observe` per record."""
+        observe = self.observe
+        for record in batch.payloads():
+            observe(record)

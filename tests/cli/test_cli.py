@@ -1,0 +1,128 @@
+"""The flowpipe command as a user meets it: run, validate, stages, exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import Run
+
+REPO = Path(__file__).resolve().parents[2]
+HELLO_LINES = [f"HELLO FROM FLOWPIPE #{i}" for i in range(5)]
+
+BAD_FLOW = """\
+name: bad
+queues:
+  - {name: a, capacity: 10}
+  - {name: b, capacity: 10}
+stages:
+  - name: src
+    type: noop_sorce
+    output_queue: a
+  - name: up
+    type: uppercase_transform
+    input_queue: a
+    output_queue: b
+    config: {verbose: perhaps, loud: true}
+  - name: out
+    type: stdout_sink
+    input_queue: b
+    output_queue: a
+"""
+
+
+def test_run_hello_prints_uppercased_lines_only_on_stdout(flowpipe: Run) -> None:
+    proc = flowpipe("run", REPO / "flows/hello.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == HELLO_LINES
+    assert "job finished: 5 records" in proc.stderr
+
+
+def test_flow_runtime_is_the_original_binary_name(flowpipe: Run) -> None:
+    proc = flowpipe(REPO / "flows/hello.yaml", command="flow_runtime")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == HELLO_LINES
+
+
+def test_validate_accepts_good_flows(flowpipe: Run) -> None:
+    proc = flowpipe("validate", REPO / "flows/hello.yaml")
+    assert proc.returncode == 0
+    assert "ok (3 stages, 2 queues)" in proc.stdout
+
+
+def test_validate_reports_every_problem_at_once(flowpipe: Run, write: Callable[[str, str], Path]) -> None:
+    path = write("bad.yaml", BAD_FLOW)
+    proc = flowpipe("validate", path)
+    assert proc.returncode == 2
+    err = proc.stderr
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    # unknown type, with the near name suggested and where it looked
+    assert any(f"{path}:7:11:" in line and "noop_sorce" in line and "'noop_source'" in line for line in lines)
+    # a config value of the wrong type, and an unknown config key
+    assert any("config.verbose" in line and "perhaps" in line for line in lines)
+    assert any("unknown config key 'loud'" in line for line in lines)
+    # a sink that writes to a queue
+    assert any("'out' (stdout_sink) is a sink and has no output" in line for line in lines)
+
+
+def test_run_of_an_invalid_flow_starts_nothing(flowpipe: Run, write: Callable[[str, str], Path]) -> None:
+    path = write("bad.yaml", BAD_FLOW)
+    proc = flowpipe("run", path)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "nothing was started" in proc.stderr
+
+
+def test_missing_flow_file_is_one_clear_line(flowpipe: Run, tmp_path: Path) -> None:
+    proc = flowpipe("run", tmp_path / "nope.yaml")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "nope.yaml" in proc.stderr
+
+
+def test_stage_failure_at_run_time_exits_1_naming_the_stage(
+    flowpipe: Run, write: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    write(
+        "plugins/stage_explode.py",
+        "from flowpipe import Payload, StageConfig, Transform\n"
+        "class Explode(Transform[StageConfig]):\n"
+        "    def process(self, record: Payload) -> object:\n"
+        "        raise RuntimeError('kaboom')\n",
+    )
+    flow = write(
+        "f.yaml",
+        (REPO / "flows/hello.yaml").read_text().replace("type: uppercase_transform", "type: explode"),
+    )
+    proc = flowpipe("run", flow, "--plugin-path", tmp_path / "plugins")
+    assert proc.returncode == 1
+    failures = [line for line in proc.stderr.splitlines() if "failed" in line]
+    assert len(failures) == 1
+    assert "stage 'upper' (explode) failed: RuntimeError: kaboom" in failures[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_stages_lists_builtins_with_kind_and_origin(flowpipe: Run) -> None:
+    proc = flowpipe("stages")
+    assert proc.returncode == 0
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[1:]}
+    assert rows["noop_source"] == ["source", "built-in"]
+    assert rows["noop_transform"] == ["transform", "built-in"]
+    assert rows["uppercase_transform"] == ["transform", "built-in"]
+    assert rows["stdout_sink"] == ["sink", "built-in"]
+
+
+def test_stages_show_describes_config_fields(flowpipe: Run) -> None:
+    proc = flowpipe("stages", "show", "noop_source")
+    assert proc.returncode == 0
+    out = proc.stdout
+    assert out.startswith("noop_source (source)")
+    assert "max_messages: int (default 0)" in out and "0 means no limit" in out
+    assert "message: str (default 'noop_source')" in out
+
+
+def test_stages_show_unknown_type_exits_2_with_suggestion(flowpipe: Run) -> None:
+    proc = flowpipe("stages", "show", "stdout_snk")
+    assert proc.returncode == 2
+    assert "'stdout_sink'" in proc.stderr

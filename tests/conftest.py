@@ -1,0 +1,56 @@
+"""Shared helpers: run the installed ``flowpipe`` command as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment for a subprocess: no plugin directories unless a test sets them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWPIPE_")}
+    env["FLOW_PIPE_PLUGIN_PATH"] = ""
+    env.update(extra)
+    return env
+
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def flowpipe() -> Run:
+    """``flowpipe(*args, env=..., timeout=...)`` runs the CLI and returns the finished process."""
+
+    def run(
+        *args: str | Path, command: str = "flowpipe", timeout: float = 60, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / command), *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=tool_env(**env),
+            check=False,
+        )
+
+    return run
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, str], Path]:
+    """``write(name, text)`` creates a file under the test's tmp dir and returns its path."""
+
+    def create(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    return create

@@ -1,0 +1,224 @@
+"""Flows run in-process: draining, fan-in, competing consumers, backpressure, failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, ClassVar
+
+from flowpipe import (
+    Batch,
+    EndOfStream,
+    Payload,
+    PayloadMeta,
+    SideEffect,
+    Sink,
+    Source,
+    StageConfig,
+    Transform,
+)
+from flowpipe.testing import TestingSink, TestingSource, run_flow
+
+
+def flow(stages: str, queues: str = "[{name: a, capacity: 64}, {name: b, capacity: 64}]") -> str:
+    return f"name: t\nexecution: {{mode: job}}\nqueues: {queues}\nstages:\n{stages}"
+
+
+LINEAR = flow(
+    """
+  - {name: src, type: src, output_queue: a}
+  - {name: mid, type: mid, input_queue: a, output_queue: b}
+  - {name: out, type: out, input_queue: b}
+"""
+)
+
+
+def test_job_drains_every_record_in_order() -> None:
+    out: list[Payload] = []
+    records = [f"r{i}".encode() for i in range(20_000)]
+    result = run_flow(
+        LINEAR,
+        stages={
+            "src": TestingSource.of(records),
+            "mid": _upper_transform(),
+            "out": TestingSink.into(out),
+        },
+    )
+    assert result.exit_code == 0 and result.failure is None
+    assert [p.data for p in out] == [r.upper() for r in records]
+    assert result.records_out["src"] == result.records_in["out"] == 20_000
+
+
+def _upper_transform() -> type[Transform[StageConfig]]:
+    class Upper(Transform[StageConfig]):
+        def process(self, record: Payload) -> Any:
+            return record.data.upper()
+
+    return Upper
+
+
+def test_fan_in_two_sources_one_queue() -> None:
+    out: list[Payload] = []
+    result = run_flow(
+        flow(
+            """
+  - {name: s1, type: s1, output_queue: a}
+  - {name: s2, type: s2, output_queue: a}
+  - {name: out, type: out, input_queue: a}
+""",
+            "[{name: a, capacity: 8}]",
+        ),
+        stages={
+            "s1": TestingSource.of(range(0, 5000)),
+            "s2": TestingSource.of(range(5000, 9000)),
+            "out": TestingSink.into(out),
+        },
+    )
+    assert result.exit_code == 0
+    assert sorted(p.data for p in out) == list(range(9000))
+
+
+def test_competing_consumers_split_the_work_without_duplicates() -> None:
+    out: list[Payload] = []
+    seen_by: dict[int, int] = {}
+    lock = threading.Lock()
+
+    class Tag(Transform[StageConfig]):
+        def process_batch(self, batch: Batch) -> Batch:
+            with lock:
+                seen_by[self.context.worker_index] = seen_by.get(self.context.worker_index, 0) + len(batch)
+            return batch
+
+    result = run_flow(
+        flow(
+            """
+  - {name: src, type: src, output_queue: a, threads: 2}
+  - {name: mid, type: mid, input_queue: a, output_queue: b, threads: 3}
+  - {name: out, type: out, input_queue: b, threads: 2}
+"""
+        ),
+        stages={"src": TestingSource.of(range(30_000)), "mid": Tag, "out": TestingSink.into(out)},
+        batch_size=16,
+    )
+    assert result.exit_code == 0
+    assert sorted(p.data for p in out) == list(range(30_000))
+    assert sum(seen_by.values()) == 30_000
+
+
+def test_backpressure_keeps_in_flight_records_bounded() -> None:
+    capacity, limit = 32, 8
+    produced = [0]
+    consumed = [0]
+    worst = [0]
+
+    class Counting(Source[StageConfig]):
+        def produce_batch(self, n: int) -> Batch:
+            if produced[0] >= 5000:
+                raise EndOfStream
+            produced[0] += n
+            return Batch([b"x"] * n)
+
+    class Slow(Sink[StageConfig]):
+        def consume_batch(self, batch: Batch) -> None:
+            if consumed[0] == 0:
+                # Hold the first batch until the producer has filled both queues.
+                deadline = time.monotonic() + 10
+                while produced[0] < 2 * capacity and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                assert produced[0] >= 2 * capacity
+            worst[0] = max(worst[0], produced[0] - consumed[0])
+            consumed[0] += len(batch)
+
+    result = run_flow(
+        flow(
+            """
+  - {name: src, type: src, output_queue: a}
+  - {name: mid, type: noop_transform, input_queue: a, output_queue: b}
+  - {name: out, type: out, input_queue: b}
+""",
+            f"[{{name: a, capacity: {capacity}}}, {{name: b, capacity: {capacity}}}]",
+        ),
+        stages={"src": Counting, "out": Slow},
+        batch_size=limit,
+    )
+    assert result.exit_code == 0
+    assert consumed[0] == produced[0] >= 5000
+    # Two full queues, plus one batch each in the hands of the source, transform and sink.
+    assert worst[0] <= 2 * capacity + 3 * limit
+
+
+def test_transform_can_drop_and_multiply_and_metadata_follows() -> None:
+    out: list[Payload] = []
+
+    class Split(Transform[StageConfig]):
+        def process(self, record: Payload) -> Any:
+            if record.data == b"drop":
+                return
+            record.meta.attrs["seen"] = True
+            yield from record.data.split(b",")
+
+    source_records = [Payload(b"a,b", PayloadMeta(schema_id="s1")), b"drop", b"c"]
+    result = run_flow(
+        LINEAR,
+        stages={"src": TestingSource.of(source_records), "mid": Split, "out": TestingSink.into(out)},
+    )
+    assert result.exit_code == 0
+    assert [p.data for p in out] == [b"a", b"b", b"c"]
+    assert [p.meta.schema_id for p in out] == ["s1", "s1", ""]
+    assert all(p.meta.attrs == {"seen": True} for p in out)
+    assert out[0].meta is not out[1].meta  # siblings do not share one mutable meta
+
+
+def test_side_effect_sees_every_record_and_passes_it_on() -> None:
+    out: list[Payload] = []
+    observed: list[Any] = []
+
+    class Tap(SideEffect[StageConfig]):
+        def observe(self, record: Payload) -> None:
+            observed.append(record.data)
+
+    result = run_flow(
+        LINEAR,
+        stages={"src": TestingSource.of([1, 2, 3]), "mid": Tap, "out": TestingSink.into(out)},
+    )
+    assert result.exit_code == 0
+    assert observed == [1, 2, 3] and [p.data for p in out] == [1, 2, 3]
+
+
+class _Recorder(Sink[StageConfig]):
+    events: ClassVar[list[str]] = []
+
+    def open(self) -> None:
+        self.events.append("open")
+
+    def consume_batch(self, batch: Batch) -> None:
+        self.events.extend(str(d) for d in batch.data)
+
+    def close(self) -> None:
+        self.events.append("close")
+
+
+def test_a_failing_stage_stops_the_flow_with_exit_1_and_sinks_are_closed() -> None:
+    _Recorder.events = []
+    records: list[Any] = [1, 2, TestingSource.FAIL, 4]
+    result = run_flow(
+        LINEAR,
+        stages={"src": TestingSource.of(records), "mid": _upper_transform(), "out": _Recorder},
+    )
+    assert result.exit_code == 1
+    assert result.failure is not None
+    assert result.failure.stage_name == "src" and "TestingSource.FAIL" in str(result.failure)
+    assert _Recorder.events[0] == "open" and _Recorder.events[-1] == "close"
+
+
+def test_a_transform_exception_names_the_transform() -> None:
+    class Boom(Transform[StageConfig]):
+        def process(self, record: Payload) -> Any:
+            raise ValueError(f"bad record {record.data!r}")
+
+    result = run_flow(
+        LINEAR, stages={"src": TestingSource.of([b"x"]), "mid": Boom, "out": TestingSink.into([])}
+    )
+    assert result.exit_code == 1
+    assert result.failure is not None and result.failure.stage_name == "mid"
+    assert "ValueError: bad record b'x'" in str(result.failure)
