@@ -4,7 +4,7 @@ This module is the public stage SDK; the rest of the package is the runtime behi
 Test doubles for plugin authors live in :mod:`flowpipe.testing`.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from .sdk import (
     Batch,
@@ -27,10 +27,15 @@ from .sdk import (
     Transform,
 )
 
-try:
-    __version__ = version("flow-pipe")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+
+def __getattr__(name: str) -> Any:
+    # Looked up on demand: importing importlib.metadata costs start-up time of every run.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("flow-pipe")
+    raise AttributeError(f"module 'flowpipe' has no attribute {name!r}")
+
 
 __all__ = [
     "Batch",

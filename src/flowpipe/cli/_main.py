@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .. import __version__
 from ..sdk import FlowpipeError, FlowSpecError, StageConfig
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ plugin_path_option = click.option(
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="flowpipe")
+@click.version_option(package_name="flow-pipe", prog_name="flowpipe")
 def cli() -> None:
     """Run and inspect flowpipe flows."""
 
@@ -208,4 +207,6 @@ def _plan(flow: Path, plugin_path: Sequence[Path]) -> FlowPlan:
 def flow_runtime(argv: Sequence[str] | None = None) -> None:
     """``flow_runtime FLOW``: flow-pipe's runtime binary, the same as ``flowpipe run FLOW``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    cli.main(args if args in (["--version"], ["--help"], ["-h"]) else ["run", *args], prog_name="flow_runtime")
+    cli.main(
+        args if args in (["--version"], ["--help"], ["-h"]) else ["run", *args], prog_name="flow_runtime"
+    )

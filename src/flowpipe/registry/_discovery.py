@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -92,8 +91,8 @@ def _native_loader(path: Path, type_name: str) -> StageClass:
 
 
 def _python_file_loader(path: Path, type_name: str) -> StageClass:
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    module_name = f"flowpipe_plugin_{type_name}_{digest}"
+    # Unique per file within this process; hashlib would cost start-up time.
+    module_name = f"flowpipe_plugin_{type_name}_{hash(str(path)) & 0xFFFFFFFF:x}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise PluginError(f"{path}: not a loadable Python file")

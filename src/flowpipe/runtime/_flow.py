@@ -161,9 +161,14 @@ class FlowRun:
             yield
             return
 
+        received = 0
+
         def on_signal(signum: int, frame: FrameType | None) -> None:
+            # Count first: a second signal may interrupt this very handler.
+            nonlocal received
+            received += 1
             name = signal.Signals(signum).name
-            if self.stopping.is_set():
+            if received > 1:
                 self.log.warning("%s again: exiting at once", name)
                 sys.stderr.flush()
                 os._exit(EXIT_FORCED)

@@ -163,7 +163,10 @@ def _config_problem(
         hint = f"did you mean '{near[0]}'?" if near else ""
         known = ", ".join(fields) or "none"
         return parsed.problem(
-            (*where, "config", *loc), f"{label}: unknown config key '{dotted}' (known keys: {known})", hint
+            (*where, "config", *loc),
+            f"{label}: unknown config key '{dotted}' (known keys: {known})",
+            hint,
+            at_key=True,
         )
     if item["type"] == "missing":
         return parsed.problem(

@@ -7,13 +7,13 @@ reader blocks its producers once full, one with no writer keeps its consumers wa
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator
 from typing import NamedTuple
 
-from ._model import FlowSpec, StageSpec
+from ._model import DEFAULT_CAPACITY, FlowSpec, StageSpec
+from ._text import suggest
 from ._yaml import Loc, dotted
 
 __all__ = ["Finding", "check"]
@@ -59,26 +59,28 @@ def _stage_label(stage: StageSpec) -> str:
 
 def _names(spec: FlowSpec, line_of: Callable[[Loc], int]) -> Iterator[Finding]:
     if not spec.name:
-        yield Finding(
-            ("name",), "the flow name is empty", "set a name, or remove the key to use the file name"
-        )
+        yield Finding(("name",), "the flow name is empty", "set one, or remove the key to use the file name")
     if not spec.stages:
         yield Finding(("stages",), "the flow has no stages", "add at least one stage under 'stages:'")
-    for kind, items in (("stage", spec.stages), ("queue", spec.queues)):
-        first: dict[str, int] = {}
-        for i, item in enumerate(items):
-            loc: Loc = (f"{kind}s", i, "name")
-            if not item.name:
-                yield Finding(loc, f"a {kind} has no name", f"give every {kind} a unique name")
-            elif item.name in first:
-                earlier = line_of((f"{kind}s", first[item.name], "name"))
-                yield Finding(
-                    loc,
-                    f"{kind} name '{item.name}' is already used at line {earlier}",
-                    f"give every {kind} a unique name",
-                )
-            else:
-                first[item.name] = i
+    yield from _unique("stage", [stage.name for stage in spec.stages], line_of)
+    yield from _unique("queue", [queue.name for queue in spec.queues], line_of)
+
+
+def _unique(kind: str, names: list[str], line_of: Callable[[Loc], int]) -> Iterator[Finding]:
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        loc: Loc = (f"{kind}s", i, "name")
+        if not name:
+            yield Finding(loc, f"a {kind} has no name", f"give every {kind} a unique name")
+        elif name in first:
+            earlier = line_of((f"{kind}s", first[name], "name"))
+            yield Finding(
+                loc,
+                f"{kind} name '{name}' is already used at line {earlier}",
+                f"give every {kind} a unique name",
+            )
+        else:
+            first[name] = i
 
 
 def _stages(spec: FlowSpec) -> Iterator[Finding]:
@@ -86,7 +88,7 @@ def _stages(spec: FlowSpec) -> Iterator[Finding]:
         label = _stage_label(stage)
         if not stage.type:
             yield Finding(
-                ("stages", i, "type"), f"{label} has no type", "set type to a stage type, e.g. noop_source"
+                ("stages", i, "type"), f"{label} has no type", "set type to a stage type such as noop_source"
             )
         if stage.threads < 1:
             yield Finding(
@@ -115,7 +117,7 @@ def _queues(spec: FlowSpec) -> Iterator[Finding]:
             yield Finding(
                 ("queues", i, "capacity"),
                 f"{label}: capacity must be > 0, got {queue.capacity}",
-                "set a positive capacity, or remove it for 128",
+                f"set a positive capacity, or remove it for {DEFAULT_CAPACITY}",
             )
         if queue.schema is not None and not queue.schema.schema_id:
             yield Finding(
@@ -144,17 +146,12 @@ def _wiring(spec: FlowSpec, *, check_refs: bool, check_usage: bool) -> Iterator[
                 continue
             users[name].append(label)
             if not name:
-                yield Finding(
-                    loc, f"{label}: {dotted(loc[2:])} is empty", "name a declared queue, or remove the key"
-                )
+                yield Finding(loc, f"{label}: {dotted(loc[2:])} is empty", "name a queue, or remove the key")
             elif check_refs and name not in declared:
-                close = difflib.get_close_matches(name, declared, n=1)
                 yield Finding(
                     loc,
                     f"{label}: {dotted(loc[2:])} '{name}' is not a declared queue",
-                    f"did you mean '{close[0]}'?"
-                    if close
-                    else f"declare it under 'queues:' with name: {name}",
+                    suggest(name, declared, f"declare it under 'queues:' with name: {name}"),
                 )
     for name in dict.fromkeys(declared) if check_usage else ():
         loc = ("queues", declared.index(name), "name")
@@ -193,11 +190,10 @@ def _kubernetes(spec: FlowSpec, *, check_stage_names: bool, check_cron: bool) ->
     for stage_name, cpus in spec.kubernetes.cpu_pinning.items():
         loc: Loc = ("kubernetes", "cpu_pinning", stage_name)
         if check_stage_names and stage_name not in stage_names:
-            close = difflib.get_close_matches(stage_name, stage_names, n=1)
             yield Finding(
                 loc,
                 f"cpu_pinning names stage '{stage_name}', which is not in the flow",
-                f"did you mean '{close[0]}'?" if close else "use the name of a stage",
+                suggest(stage_name, stage_names, "use the name of a stage"),
             )
         if not cpus.cpu:
             yield Finding(
@@ -211,7 +207,7 @@ def _kubernetes(spec: FlowSpec, *, check_stage_names: bool, check_cron: bool) ->
             if cpu_count is not None and cpu >= cpu_count:
                 yield Finding(
                     (*loc, "cpu", j),
-                    f"cpu_pinning for '{stage_name}': CPU {cpu} does not exist; this machine has {cpu_count} CPUs",
+                    f"cpu_pinning for '{stage_name}': there is no CPU {cpu}; this machine has {cpu_count}",
                     f"use CPU ids from 0 to {cpu_count - 1}",
                 )
             elif cpu in seen:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
 import enum
 import functools
-import json
-import os
 import re
 from typing import Any, Self
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+
+from ._text import show, suggest
 
 __all__ = [
     "AttributeLevel",
@@ -33,9 +32,8 @@ __all__ = [
 
 @functools.cache
 def _prefix(cls: type[ProtoEnum]) -> str:
-    """The part every member name starts with, e.g. ``EXECUTION_MODE_``."""
-    common = os.path.commonprefix([m.name for m in cls])
-    return common[: common.rfind("_") + 1]
+    """The part every member name starts with, e.g. ``EXECUTION_MODE_`` (value 0 is ``*_UNSPECIFIED``)."""
+    return cls(0).name.removesuffix("UNSPECIFIED")
 
 
 @functools.cache
@@ -75,15 +73,14 @@ class ProtoEnum(enum.IntEnum):
         elif isinstance(value, str) and (member := _lookup(cls).get(_normalize(value))) is not None:
             return member  # type: ignore[return-value]  # _lookup(cls) holds members of cls
         shorts = [m.short_name for m in cls]
-        close = difflib.get_close_matches(str(value).lower(), shorts, n=1)
         raise PydanticCustomError(
             "proto_enum",
             "unknown value {value} (valid: {names}, or {shorts})",
             {
-                "value": f"'{value}'" if isinstance(value, str) else json.dumps(value, default=str),
+                "value": show(value),
                 "names": ", ".join(m.name for m in cls),
                 "shorts": ", ".join(shorts),
-                "hint": f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(shorts)}",
+                "hint": suggest(str(value).lower(), shorts, f"use one of: {', '.join(shorts)}"),
             },
         )
 

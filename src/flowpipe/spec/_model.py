@@ -217,7 +217,7 @@ class ObservabilityConfig(_Message):
 
 
 class FlowSpec(_Message):
-    """A whole flow. Blocks whose absence matters to the runtime (observability, kubernetes) are None when absent."""
+    """A whole flow. Blocks whose absence changes what the runtime does are None when absent."""
 
     name: str = ""
     version: UInt = 0

@@ -8,12 +8,11 @@ out of the spec, and the semantic rules run on what could be read.
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
@@ -23,7 +22,8 @@ from flowpipe.sdk import FlowSpecError, Problem
 
 from ._check import check
 from ._model import FlowSpec, QueueSpec, StageSpec
-from ._yaml import Document, Loc, Mark, load
+from ._text import show, suggest
+from ._yaml import Document, Loc, Mark, dotted, load
 
 __all__ = ["ParsedFlow", "parse_flow", "parse_flow_text"]
 
@@ -44,20 +44,14 @@ class _Locator:
         """Where ``loc`` starts; its nearest ancestor in the file when it is not there itself."""
         if self.doc is None:
             return 0, 0
-        node, raw = self.doc.data, []
+        node, found = self.doc.data, cast(Loc, ())
         for part in loc:
             if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                key: str | int = part
-            elif isinstance(node, dict) and isinstance(part, str):
-                spelled = [s for s in (part, to_camel(part), to_snake(part)) if s in node]
-                if not spelled:
-                    break
-                key = spelled[0]
+                node, found = node[part], (*found, part)
+            elif isinstance(node, dict) and (key := _spelling(node, part)) is not None:
+                node, found = node[key], (*found, key)
             else:
                 break
-            raw.append(key)
-            node = node[key]
-        found = tuple(raw)
         if at_key and len(found) == len(loc) and found in self.doc.keys:
             return self.doc.keys[found]
         return self.doc.values.get(found, (0, 0))
@@ -66,6 +60,15 @@ class _Locator:
         self, loc: Loc, message: str, hint: str = "", *, warning: bool = False, at_key: bool = False
     ) -> Problem:
         return Problem(message, self.filename, *self.mark(loc, at_key=at_key), hint, warning)
+
+
+def _spelling(mapping: dict[str, object], part: str | int) -> str | None:
+    """The key of ``mapping`` that ``part`` names, as a proto name or in lowerCamel."""
+    if isinstance(part, str):
+        for key in (part, to_camel(part), to_snake(part)):
+            if key in mapping:
+                return key
+    return None
 
 
 def _in_file(loc: Loc, rows: _Rows) -> Loc:
@@ -127,7 +130,7 @@ def parse_flow(path: str | os.PathLike[str]) -> ParsedFlow:
 
 
 def parse_flow_text(text: str, filename: str) -> ParsedFlow:
-    """Like :func:`parse_flow`, from a string; ``filename`` picks YAML or JSON and names the file in messages."""
+    """Like :func:`parse_flow`, from a string; ``filename`` picks YAML or JSON and is named in messages."""
     path = Path(filename)
     if path.suffix.lower() not in _SUFFIXES:
         return ParsedFlow(path, None, [_unsupported(path)], _Locator(filename, None))
@@ -202,7 +205,7 @@ class _Validation:
             self.problems.append(
                 self.locator.problem(
                     (key,),
-                    f"{key} must be a list, got {_show(data)}",
+                    f"{key} must be a list, got {show(data)}",
                     f"write one '- name: ...' item per {kind}",
                 )
             )
@@ -210,7 +213,8 @@ class _Validation:
         items = []
         for i, item in enumerate(data):
             name = item.get("name") if isinstance(item, dict) else None
-            label = f"{kind} '{name}'" if isinstance(name, str | int) and name != "" else f"{key}[{i}]"
+            named = isinstance(name, str | int | float) and not isinstance(name, bool) and name != ""
+            label = f"{kind} '{name}'" if named else f"{key}[{i}]"
             instance, ok = self._validate(model, item, (key, i), label)
             if instance is not None:
                 items.append((i, instance, ok))
@@ -246,7 +250,12 @@ class _Validation:
         where, at_key = loc, False
         if kind == "extra_forbidden":
             where, at_key = loc[:-1], True
-            what, hint = f"unknown key '{loc[-1]}'", _suggest(str(loc[-1]), _fields_at(model, where))
+            key, fields = str(loc[-1]), _fields_at(model, where)
+            if key in fields:  # given under both spellings; pydantic keeps the lowerCamel one
+                what, hint = f"'{key}' is also given as '{to_camel(key)}'", "keep one of them"
+            else:
+                valid = f"remove it; valid keys: {', '.join(fields)}" if fields else "remove it"
+                what, hint = f"unknown key '{key}'", suggest(key, [*fields, *map(to_camel, fields)], valid)
         elif kind == "missing":
             where = loc[:-1]
             what, hint = f"missing required key '{loc[-1]}'", f"add {loc[-1]}: ..."
@@ -276,23 +285,13 @@ def _describe(error: ErrorDetails) -> tuple[str, str]:
     if kind == "proto_enum":
         return error["msg"], str(ctx["hint"])
     if kind == "greater_than_equal":
-        return f"must be ≥ {ctx['ge']}, got {_show(value)}", f"use {ctx['ge']} or more"
+        return f"must be ≥ {ctx['ge']}, got {show(value)}", f"use {ctx['ge']} or more"
     if kind in _EXPECTED:
         expected, hint = _EXPECTED[kind]
         if kind == "string_type" and isinstance(value, bool):
-            hint = f"quote it to keep it as text: '{_show(value)}'"
-        return f"expected {expected}, got {_show(value)}", hint
-    return f"{error['msg']}, got {_show(value)}", ""
-
-
-def _show(value: object) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"'{value}'" if len(value) <= 40 else f"'{value[:37]}...'"
-    return json.dumps(value)
+            hint = f"quote it to keep it as text: '{show(value)}'"
+        return f"expected {expected}, got {show(value)}", hint
+    return f"{error['msg']}, got {show(value)}", ""
 
 
 def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
@@ -319,15 +318,7 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
 
 def _unwrap(annotation: Any) -> Any:
     """``X | None`` -> ``X``."""
-    if get_origin(annotation) in (Union, type(int | None)):
+    if get_origin(annotation) in (Union, types.UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
         return args[0] if len(args) == 1 else annotation
     return annotation
-
-
-def _suggest(key: str, fields: list[str]) -> str:
-    spellings = {spelling: name for name in fields for spelling in (name, to_camel(name))}
-    close = difflib.get_close_matches(key, spellings, n=1)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    return f"remove it; valid keys: {', '.join(fields)}" if fields else "remove it"

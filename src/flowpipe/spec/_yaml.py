@@ -26,7 +26,9 @@ Loc = tuple[str | int, ...]
 Mark = tuple[int, int]  # 1-based line and column
 
 _TAG = "tag:yaml.org,2002:"
-_NULL, _BOOL, _INT, _FLOAT, _STR = (_TAG + t for t in ("null", "bool", "int", "float", "str"))
+_NULL, _BOOL, _INT, _FLOAT, _STR, _MERGE = (
+    _TAG + t for t in ("null", "bool", "int", "float", "str", "merge")
+)
 
 
 class _CoreResolver(BaseResolver):
@@ -35,6 +37,7 @@ class _CoreResolver(BaseResolver):
 
 # Registered without a first-character index so they are tried in this order (int before float).
 for _tag, _pattern in (
+    (_MERGE, r"<<"),
     (_NULL, r"~|null|Null|NULL|"),
     (_BOOL, r"(?i:true|false)"),
     (_INT, r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+"),
@@ -83,16 +86,15 @@ def load(text: str, filename: str) -> tuple[Document | None, list[Problem]]:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        message = f"invalid {_language(filename)}: {e.problem or e.context}"
-        if e.problem and e.context:
-            message += f" ({e.context}" + (
-                f" started at line {e.context_mark.line + 1})" if e.context_mark else ")"
-            )
+        started = f" started at line {e.context_mark.line + 1}" if e.context_mark else ""
+        context = f" ({e.context}{started})" if e.problem and e.context else ""
+        message = f"invalid {_language(filename)}: {e.problem or e.context}{context}"
         line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         return None, [Problem(message, filename, line, column, "fix the syntax at this point")]
     except yaml.YAMLError as e:  # ReaderError: a character YAML does not allow
         line, column = _position(text, getattr(e, "position", 0))
-        return None, [Problem(f"invalid {_language(filename)}: {e}".splitlines()[0], filename, line, column)]
+        message = f"invalid {_language(filename)}: " + str(e).splitlines()[0]
+        return None, [Problem(message, filename, line, column, "remove or escape the character")]
     finally:
         loader.dispose()
     builder = _Builder(filename)
@@ -103,7 +105,7 @@ def load(text: str, filename: str) -> tuple[Document | None, list[Problem]]:
 
 def dotted(loc: Loc) -> str:
     """A path as a reader would write it: ``stages[2].config.verbose``."""
-    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).removeprefix(".")
 
 
 def _language(filename: str) -> str:
@@ -153,6 +155,13 @@ class _Builder:
             if not isinstance(key_node, ScalarNode):
                 self._problem(key_node, "a mapping key must be a plain value", "use a string as the key")
                 continue
+            if key_node.tag == _MERGE:
+                self._problem(
+                    key_node,
+                    "YAML merge keys (<<) are not supported",
+                    "write the keys out, or alias a whole value",
+                )
+                continue
             key = key_node.value
             if key in result:
                 first_line = self.keys[(*loc, key)][0]
@@ -168,7 +177,7 @@ class _Builder:
 
     def _scalar(self, node: ScalarNode) -> object:
         text: str = node.value
-        if node.tag == _STR:
+        if node.tag in (_STR, _MERGE):  # `<<` is only special as a key
             return text
         if node.tag == _NULL:
             return None
@@ -198,7 +207,8 @@ _SPECIAL_FLOATS = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".na
 
 
 def _to_float(text: str) -> float:
-    return _SPECIAL_FLOATS.get(text.lower()) or float(text)
+    special = _SPECIAL_FLOATS.get(text.lower())
+    return float(text) if special is None else special
 
 
 _CONVERTERS: dict[str, Callable[[str], object]] = {_BOOL: _to_bool, _INT: _to_int, _FLOAT: _to_float}

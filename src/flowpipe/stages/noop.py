@@ -22,6 +22,7 @@ class NoopSource(Source[NoopSourceConfig]):
 
     def open(self) -> None:
         self._next = 0
+        self._format = (self.config.message.replace("%", "%%") + " #%d").encode()
 
     def produce_batch(self, limit: int) -> Batch:
         config = self.config
@@ -36,16 +37,8 @@ class NoopSource(Source[NoopSourceConfig]):
             count = 1
         start = self._next
         self._next = start + count
-        return Batch(_numbered(config.message, start, count))
-
-
-def _numbered(message: str, start: int, count: int) -> list[bytes]:
-    """``[b"<message> #<start>", ...]``: one join, encode and split for the whole batch,
-    which costs about half of formatting each record on its own."""
-    if "\n" in message:
-        return [f"{message} #{n}".encode() for n in range(start, start + count)]
-    head = f"{message} #"
-    return (head + f"\n{head}".join(map(str, range(start, start + count)))).encode().split(b"\n")
+        fmt = self._format
+        return Batch([fmt % n for n in range(start, start + count)])
 
 
 class NoopTransformConfig(StageConfig):

@@ -169,7 +169,7 @@ typedef struct flowpipe_stage_api {
    * batch. FLOWPIPE_ERROR rejects the config; `err` says why. */
   int32_t (*configure)(void* stage, const char* config_json, size_t len, flowpipe_error* err);
 
-  /* Exactly the function of the library's kind is non-NULL. */
+  /* The function of the library's kind must be non-NULL; the host never calls the others. */
 
   /* Emit 0..limit records. Return promptly (within ~100 ms) when nothing is available:
    * an empty batch is not the end. FLOWPIPE_END = no more records ever (records emitted

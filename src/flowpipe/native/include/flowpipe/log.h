@@ -1,0 +1,4 @@
+#pragma once
+
+// The FP_LOG_* macros; flow-pipe's plugins include flowpipe/observability/logging.h.
+#include "flowpipe/observability/logging.h"
