@@ -17,35 +17,22 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import FrameType
 
 from ..sdk import Stage, StageConfig, StageContext, StageFailed, StageKind
+from ._instrument import Instrument
 from ._plan import FlowPlan, StagePlan
 from ._queue import BatchQueue
-from ._workers import WorkerStats, loop_for
+from ._stats import StageStats, WorkerStats
+from ._workers import loop_for
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_DRAIN_TIMEOUT", "EXIT_FAILED", "EXIT_FORCED", "EXIT_OK", "FlowRun"]
 
 DEFAULT_BATCH_SIZE = 1024
 DEFAULT_DRAIN_TIMEOUT = 30.0
 EXIT_OK, EXIT_FAILED, EXIT_FORCED = 0, 1, 130
-
-
-@dataclass
-class StageStats:
-    plan: StagePlan
-    workers: list[WorkerStats] = field(default_factory=list)
-
-    @property
-    def records_in(self) -> int:
-        return sum(w.records_in for w in self.workers)
-
-    @property
-    def records_out(self) -> int:
-        return sum(w.records_out for w in self.workers)
 
 
 class FlowRun:
@@ -57,10 +44,12 @@ class FlowRun:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        instruments: Sequence[Instrument] = (),
     ) -> None:
         self.plan = plan
         self.batch_size = batch_size
         self.drain_timeout = drain_timeout
+        self.instruments = tuple(instruments)
         self.log = logging.getLogger(f"flowpipe.{plan.name}")
         self.queues = {name: BatchQueue(name, cap) for name, cap in plan.queue_capacities.items()}
         self.stats = [StageStats(stage) for stage in plan.stages]
@@ -69,9 +58,21 @@ class FlowRun:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._live = 0
+        self._opened = 0
         self._stop_deadline: float | None = None
         self._threads: list[threading.Thread] = []
-        self._started_at = 0.0
+        self.started_at = 0.0  # time.monotonic() of start()
+
+    @property
+    def state(self) -> str:
+        """starting → running (every worker opened its stage) → draining → finished or failed."""
+        if self.failure is not None:
+            return "failed"
+        if self._done.is_set():
+            return "finished"
+        if self.stopping.is_set():
+            return "draining"
+        return "running" if self._opened == len(self._threads) else "starting"
 
     # -- control ---------------------------------------------------------------------------
 
@@ -106,7 +107,7 @@ class FlowRun:
                 )
                 self._threads.append(thread)
         self._live = len(self._threads)
-        self._started_at = time.monotonic()
+        self.started_at = time.monotonic()
         if not self._threads:
             self._done.set()
         for thread in self._threads:
@@ -132,14 +133,19 @@ class FlowRun:
         """Start, handle SIGINT/SIGTERM (when on the main thread), wait; the exit code."""
         with self._signals():
             self.start()
-            return self.wait()
+            for instrument in self.instruments:
+                instrument.flow_started(self)
+            code = self.wait()
+            for instrument in self.instruments:
+                instrument.flow_ended(self, code)
+            return code
 
     def _join(self, timeout: float | None) -> None:
         for thread in self._threads:
             thread.join(timeout)
 
     def _finish(self) -> int:
-        elapsed = time.monotonic() - self._started_at
+        elapsed = time.monotonic() - self.started_at
         for stats in self.stats:
             self.log.info("stage '%s': %d in, %d out", stats.plan.name, stats.records_in, stats.records_out)
         if self.failure is not None:
@@ -198,8 +204,12 @@ class FlowRun:
                 logger=logging.getLogger(f"flowpipe.{self.plan.name}.{stage.name}"),
             )
             instance = stage.info.stage_class(stage.config, context)
+            for instrument in self.instruments:
+                instance = instrument.wrap_stage(self, stage, instance)
             instance.open()
-            opened = True
+            opened = stats.opened = True
+            with self._lock:
+                self._opened += 1
             inputs = [self.queues[name] for name in stage.inputs]
             output = self.queues[stage.output] if stage.output is not None else None
             limit = min(self.batch_size, output.capacity) if output is not None else self.batch_size

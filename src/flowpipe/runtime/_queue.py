@@ -16,6 +16,7 @@ import time
 from collections import deque
 
 from ..sdk import Batch
+from ._stats import Histogram
 
 __all__ = ["BatchQueue"]
 
@@ -32,6 +33,9 @@ class BatchQueue:
         "_producers",
         "blocked_ns",
         "capacity",
+        "dequeued",
+        "dwell",
+        "enqueued",
         "name",
     )
 
@@ -40,7 +44,11 @@ class BatchQueue:
             raise ValueError(f"queue '{name}': capacity must be ≥ 1, got {capacity}")
         self.name = name
         self.capacity = capacity
+        # Statistics, updated under the queue's lock once per batch.
+        self.enqueued = 0  # records
+        self.dequeued = 0
         self.blocked_ns = 0  # total time producers waited on a full queue
+        self.dwell = Histogram()  # time records spent queued, weighted by record
         self._batches: deque[Batch] = deque()
         self._count = 0
         self._producers = producers
@@ -72,8 +80,10 @@ class BatchQueue:
                 self.blocked_ns += time.monotonic_ns() - started
             if self._aborted:
                 return False
+            batch.enqueue_ts_ns = time.monotonic_ns()
             self._batches.append(batch)
             self._count += size
+            self.enqueued += size
             self._not_empty.notify()
         return True
 
@@ -96,7 +106,10 @@ class BatchQueue:
             if self._aborted:
                 return None
             batch = self._batches.popleft()
-            self._count -= len(batch)
+            size = len(batch)
+            self._count -= size
+            self.dequeued += size
+            self.dwell.observe(time.monotonic_ns() - batch.enqueue_ts_ns, size)
             self._not_full.notify()
             return batch
 

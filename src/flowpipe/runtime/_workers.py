@@ -1,29 +1,20 @@
 """What one worker thread does with its stage instance, per stage kind.
 
-Each loop moves whole batches: one queue operation and one stage call per batch, and
-counters updated per batch by the only thread that writes them.
+Each loop moves whole batches: one queue operation, one stage call and two clock readings
+per batch, and counters updated per batch by the only thread that writes them.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from time import perf_counter_ns
 
-from ..sdk import Batch, EndOfStream, SideEffect, Sink, Source, Stage, StageConfig, StageKind, Transform
+from ..sdk import EndOfStream, SideEffect, Sink, Source, Stage, StageConfig, StageKind, Transform
 from ._queue import BatchQueue
+from ._stats import WorkerStats
 
-__all__ = ["WorkerStats", "loop_for"]
-
-
-class WorkerStats:
-    """Records a worker took in and handed on; written only by that worker."""
-
-    __slots__ = ("records_in", "records_out")
-
-    def __init__(self) -> None:
-        self.records_in = 0
-        self.records_out = 0
-
+__all__ = ["loop_for"]
 
 Loop = Callable[[], None]
 
@@ -53,14 +44,15 @@ def loop_for(
 def _source(
     stage: Source[StageConfig], out: BatchQueue, stats: WorkerStats, stopping: threading.Event, limit: int
 ) -> None:
-    produce_batch = stage.produce_batch
-    put = out.put
+    produce_batch, put = stage.produce_batch, out.put
     while not stopping.is_set():
+        started = perf_counter_ns()
         try:
             batch = produce_batch(limit)
         except EndOfStream:
             return
-        if batch.data:
+        if batch.data:  # an idle call is not work: leave it out of the timings
+            stats.timed(started, perf_counter_ns())
             if not put(batch):
                 return
             stats.records_out += len(batch.data)
@@ -70,7 +62,9 @@ def _transform(stage: Transform[StageConfig], inq: BatchQueue, out: BatchQueue, 
     get, put, process_batch = inq.get, out.put, stage.process_batch
     while (batch := get()) is not None:
         stats.records_in += len(batch.data)
-        result: Batch = process_batch(batch)
+        started = perf_counter_ns()
+        result = process_batch(batch)
+        stats.timed(started, perf_counter_ns())
         if result.data:
             if not put(result):
                 return
@@ -81,7 +75,9 @@ def _sink(stage: Sink[StageConfig], inq: BatchQueue, stats: WorkerStats) -> None
     get, consume_batch = inq.get, stage.consume_batch
     while (batch := get()) is not None:
         stats.records_in += len(batch.data)
+        started = perf_counter_ns()
         consume_batch(batch)
+        stats.timed(started, perf_counter_ns())
 
 
 def _side_effect(
@@ -90,7 +86,9 @@ def _side_effect(
     get, observe_batch = inq.get, stage.observe_batch
     while (batch := get()) is not None:
         stats.records_in += len(batch.data)
+        started = perf_counter_ns()
         observe_batch(batch)
+        stats.timed(started, perf_counter_ns())
         if out is not None:
             if not out.put(batch):
                 return

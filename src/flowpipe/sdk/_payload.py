@@ -111,13 +111,17 @@ class Batch:
     otherwise a list of the same length holding a :class:`PayloadMeta` or ``None`` per record.
     Batch boundaries carry no meaning: the runtime forms batches from whatever is available,
     so a stage must not assume a batch size or that related records share a batch.
+
+    ``enqueue_ts_ns`` is the ``time.monotonic_ns()`` at which the batch last entered a queue
+    (0 before that): the enqueue time of each of its records, kept once per batch.
     """
 
-    __slots__ = ("data", "metas")
+    __slots__ = ("data", "enqueue_ts_ns", "metas")
 
     def __init__(self, data: list[Any], metas: list[PayloadMeta | None] | None = None) -> None:
         self.data = data
         self.metas = metas
+        self.enqueue_ts_ns = 0
 
     def __len__(self) -> int:
         return len(self.data)
