@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 __all__ = ["LATENCY_BOUNDS_NS", "Histogram", "StageStats", "WorkerStats"]
 
 # 1 µs .. 10 s, roughly three buckets per decade.
-LATENCY_BOUNDS_NS: tuple[int, ...] = tuple(int(m * 10**e) for e in range(3, 10) for m in (1, 2.5, 5)) + (
+LATENCY_BOUNDS_NS: tuple[int, ...] = (
+    *(int(m * 10**e) for e in range(3, 10) for m in (1, 2.5, 5)),
     10**10,
 )
 
