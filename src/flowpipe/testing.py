@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .registry import build_registry
-from .runtime import DEFAULT_BATCH_SIZE, FlowRun, plan_flow
+from .runtime import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BYTES, FlowRun, plan_flow
 from .sdk import Batch, EndOfStream, FlowSpecError, Payload, Sink, Source, Stage, StageConfig, StageFailed
 from .spec import parse_flow, parse_flow_text
 
@@ -84,6 +84,7 @@ def run_flow(
     plugin_path: Sequence[str | os.PathLike[str]] = (),
     batch_size: int = DEFAULT_BATCH_SIZE,
     drain_timeout: float = 30.0,
+    queue_max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> FlowResult:
     """Validate and run a flow to its end on this thread.
 
@@ -95,7 +96,7 @@ def run_flow(
     if parsed.spec is None:
         raise FlowSpecError(parsed.problems)
     plan = plan_flow(parsed, build_registry(plugin_path, stages))
-    run = FlowRun(plan, batch_size=batch_size, drain_timeout=drain_timeout)
+    run = FlowRun(plan, batch_size=batch_size, drain_timeout=drain_timeout, queue_max_bytes=queue_max_bytes)
     code = run.run()
     return FlowResult(
         exit_code=code,

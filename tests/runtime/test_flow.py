@@ -222,3 +222,65 @@ def test_a_transform_exception_names_the_transform() -> None:
     assert result.exit_code == 1
     assert result.failure is not None and result.failure.stage_name == "mid"
     assert "ValueError: bad record b'x'" in str(result.failure)
+
+
+def test_named_inputs_and_finish_join_two_queues() -> None:
+    out: list[Payload] = []
+
+    class Join(Transform[StageConfig]):
+        """Counts records per input and emits the counts once every input ended."""
+
+        named_inputs = True
+
+        def open(self) -> None:
+            self.seen: dict[str, int] = {}
+
+        def process_batch(self, batch: Batch) -> Batch:
+            self.seen[batch.input] = self.seen.get(batch.input, 0) + len(batch)
+            return Batch([])
+
+        def finish(self) -> Batch:
+            return Batch(sorted(self.seen.items()))
+
+    result = run_flow(
+        """
+name: join
+execution: {mode: job}
+queues: [{name: a, capacity: 4}, {name: b, capacity: 4}, {name: c, capacity: 4}]
+stages:
+  - {name: s1, type: s1, output_queue: a}
+  - {name: s2, type: s2, output_queue: b}
+  - name: join
+    type: join
+    input_queues: [{queue: a, table: orders}, {queue: b, table: lineitem}]
+    output_queue: c
+  - {name: out, type: out, input_queue: c}
+""",
+        stages={
+            "s1": TestingSource.of(range(30)),
+            "s2": TestingSource.of(range(70)),
+            "join": Join,
+            "out": TestingSink.into(out),
+        },
+    )
+    assert result.exit_code == 0
+    assert [p.data for p in out] == [("lineitem", 70), ("orders", 30)]
+
+
+def test_several_inputs_need_a_stage_that_takes_them() -> None:
+    import pytest
+
+    from flowpipe import FlowSpecError
+
+    with pytest.raises(FlowSpecError, match="does not take several input_queues"):
+        run_flow(
+            """
+name: j
+execution: {mode: job}
+queues: [{name: a, capacity: 4}, {name: b, capacity: 4}]
+stages:
+  - {name: s1, type: noop_source, output_queue: a}
+  - {name: s2, type: noop_source, output_queue: b}
+  - {name: out, type: stdout_sink, input_queues: [{queue: a, table: x}, {queue: b, table: y}]}
+"""
+        )

@@ -126,3 +126,42 @@ def test_abort_wakes_blocked_producers_and_consumers() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="capacity"):
         BatchQueue("q", capacity=0)
+
+
+def test_bytes_bound_blocks_but_a_single_large_batch_passes_alone() -> None:
+    queue = BatchQueue("q", capacity=100, producers=1, max_bytes=1000)
+    big = Batch([b"x"], nbytes=5000)
+    assert queue.put(big)  # larger than max_bytes, but the queue was empty
+    done = threading.Event()
+
+    def producer() -> None:
+        queue.put(Batch([b"y"], nbytes=10))  # must wait: the queue holds 5000 bytes
+        done.set()
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    assert not done.wait(0.05)
+    assert queue.get() is big
+    assert done.wait(5)
+    thread.join()
+    # Batches of unknown size are bounded by records only.
+    assert queue.put(Batch([b"z"] * 50))
+
+
+def test_input_reader_merges_several_queues_and_tags_each_batch() -> None:
+    from flowpipe.runtime import InputReader
+
+    left = BatchQueue("q1", capacity=8, producers=1)
+    right = BatchQueue("q2", capacity=8, producers=1)
+    reader = InputReader([("orders", left), ("lineitem", right)])
+    got: list[tuple[str, list[int]]] = []
+    thread = threading.Thread(target=lambda: got.extend((b.input, b.data) for b in iter(reader.get, None)))
+    thread.start()
+    left.put(batch(1))
+    right.put(batch(2))
+    left.producer_done()
+    right.put(batch(3))
+    right.producer_done()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert sorted(got) == [("lineitem", [2]), ("lineitem", [3]), ("orders", [1])]

@@ -81,6 +81,14 @@ def cli() -> None:
     help="Most records moved between two stages at once.",
 )
 @click.option(
+    "--queue-max-bytes",
+    type=click.IntRange(min=1),
+    default=64 * 1024 * 1024,
+    show_default=True,
+    envvar="FLOWPIPE_QUEUE_MAX_BYTES",
+    help="Most bytes a queue holds, counting batches of known size (Arrow); a larger batch passes alone.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     default=None,
@@ -89,7 +97,12 @@ def cli() -> None:
 )
 @_reports_errors
 def run(
-    flow: Path, plugin_path: tuple[Path, ...], drain_timeout: float, batch_size: int, log_level: str | None
+    flow: Path,
+    plugin_path: tuple[Path, ...],
+    drain_timeout: float,
+    batch_size: int,
+    queue_max_bytes: int,
+    log_level: str | None,
 ) -> None:
     """Run FLOW (a .yaml, .yml or .json flow file) until it ends or is stopped."""
     from ..observability import configure_logging
@@ -108,7 +121,8 @@ def run(
         "job" if plan.job else "streaming",
         len(plan.stages),
     )
-    sys.exit(FlowRun(plan, batch_size=batch_size, drain_timeout=drain_timeout).run())
+    run = FlowRun(plan, batch_size=batch_size, drain_timeout=drain_timeout, queue_max_bytes=queue_max_bytes)
+    sys.exit(run.run())
 
 
 @cli.command()
@@ -210,3 +224,11 @@ def flow_runtime(argv: Sequence[str] | None = None) -> None:
     cli.main(
         args if args in (["--version"], ["--help"], ["-h"]) else ["run", *args], prog_name="flow_runtime"
     )
+
+
+# Subcommands that live in their own modules (each keeps its heavy imports inside the command).
+def _add_subcommands() -> None:
+    pass
+
+
+_add_subcommands()

@@ -3,12 +3,13 @@
 from ._flow import DEFAULT_BATCH_SIZE, DEFAULT_DRAIN_TIMEOUT, EXIT_FAILED, EXIT_FORCED, EXIT_OK, FlowRun
 from ._instrument import Instrument
 from ._plan import FlowPlan, StagePlan, plan_flow
-from ._queue import BatchQueue
+from ._queue import DEFAULT_MAX_BYTES, BatchQueue, InputReader
 from ._stats import Histogram, StageStats, WorkerStats
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_MAX_BYTES",
     "EXIT_FAILED",
     "EXIT_FORCED",
     "EXIT_OK",
@@ -16,6 +17,7 @@ __all__ = [
     "FlowPlan",
     "FlowRun",
     "Histogram",
+    "InputReader",
     "Instrument",
     "StagePlan",
     "StageStats",

@@ -24,7 +24,7 @@ from types import FrameType
 from ..sdk import Stage, StageConfig, StageContext, StageFailed, StageKind
 from ._instrument import Instrument
 from ._plan import FlowPlan, StagePlan
-from ._queue import BatchQueue
+from ._queue import DEFAULT_MAX_BYTES, BatchQueue, InputReader
 from ._stats import StageStats, WorkerStats
 from ._workers import loop_for
 
@@ -45,13 +45,17 @@ class FlowRun:
         batch_size: int = DEFAULT_BATCH_SIZE,
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
         instruments: Sequence[Instrument] = (),
+        queue_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.plan = plan
         self.batch_size = batch_size
         self.drain_timeout = drain_timeout
         self.instruments = tuple(instruments)
         self.log = logging.getLogger(f"flowpipe.{plan.name}")
-        self.queues = {name: BatchQueue(name, cap) for name, cap in plan.queue_capacities.items()}
+        self.queues = {
+            name: BatchQueue(name, cap, max_bytes=queue_max_bytes)
+            for name, cap in plan.queue_capacities.items()
+        }
         self.stats = [StageStats(stage) for stage in plan.stages]
         self.failure: StageFailed | None = None
         self.stopping = threading.Event()  # sources end; the rest drains
@@ -210,10 +214,10 @@ class FlowRun:
             opened = stats.opened = True
             with self._lock:
                 self._opened += 1
-            inputs = [self.queues[name] for name in stage.inputs]
+            reader = InputReader([(name, self.queues[queue]) for name, queue in stage.inputs])
             output = self.queues[stage.output] if stage.output is not None else None
             limit = min(self.batch_size, output.capacity) if output is not None else self.batch_size
-            loop_for(instance, inputs, output, stats, self.stopping, limit)()
+            loop_for(instance, reader, output, stats, self.stopping, limit)()
         except BaseException as error:
             self._fail(stage, error)
         finally:

@@ -29,7 +29,7 @@ class StagePlan:
     info: StageInfo
     config: StageConfig
     threads: int
-    inputs: tuple[str, ...]
+    inputs: tuple[tuple[str, str], ...]  # (input name, queue): table name or the queue itself
     output: str | None
     cpus: tuple[int, ...] = ()
     realtime_priority: int | None = None
@@ -75,7 +75,8 @@ def plan_flow(parsed: ParsedFlow, registry: StageRegistry) -> FlowPlan:
                 info=info,
                 config=config,
                 threads=stage.threads,
-                inputs=tuple(spec.stage_inputs(stage)),
+                inputs=tuple((n.table, n.queue) for n in stage.input_queues)
+                or tuple((q, q) for q in spec.stage_inputs(stage)),
                 output=stage.output_queue,
                 cpus=tuple(cpus),
                 realtime_priority=stage.realtime_priority,
@@ -118,12 +119,12 @@ def _check_stage(
                 (*where, "input_queue"), f"{label} is a {kind} and takes no input", "remove input_queue"
             )
         )
-    if len(inputs) > 1:
+    if len(inputs) > 1 and not info.stage_class.named_inputs:
         problems.append(
             parsed.problem(
                 (*where, "input_queues"),
-                f"{label} reads one queue; input_queues with several queues is not supported by it",
-                "use a single input_queue",
+                f"{label} reads one input; it does not take several input_queues",
+                "use a single input_queue, or a stage type that joins inputs",
             )
         )
     if needs_output and not stage.output_queue:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from time import perf_counter_ns
 
 from ..sdk import EndOfStream, SideEffect, Sink, Source, Stage, StageConfig, StageKind, Transform
-from ._queue import BatchQueue
+from ._queue import BatchQueue, InputReader
 from ._stats import WorkerStats
 
 __all__ = ["loop_for"]
@@ -21,7 +21,7 @@ Loop = Callable[[], None]
 
 def loop_for(
     stage: Stage[StageConfig],
-    inputs: list[BatchQueue],
+    reader: InputReader,
     output: BatchQueue | None,
     stats: WorkerStats,
     stopping: threading.Event,
@@ -33,12 +33,12 @@ def loop_for(
         return lambda: _source(stage, output, stats, stopping, batch_limit)
     if stage.kind is StageKind.TRANSFORM:
         assert isinstance(stage, Transform) and output is not None
-        return lambda: _transform(stage, inputs[0], output, stats)
+        return lambda: _transform(stage, reader, output, stats)
     if stage.kind is StageKind.SINK:
         assert isinstance(stage, Sink)
-        return lambda: _sink(stage, inputs[0], stats)
+        return lambda: _sink(stage, reader, stats)
     assert isinstance(stage, SideEffect)
-    return lambda: _side_effect(stage, inputs[0], output, stats)
+    return lambda: _side_effect(stage, reader, output, stats)
 
 
 def _source(
@@ -58,8 +58,10 @@ def _source(
             stats.records_out += len(batch.data)
 
 
-def _transform(stage: Transform[StageConfig], inq: BatchQueue, out: BatchQueue, stats: WorkerStats) -> None:
-    get, put, process_batch = inq.get, out.put, stage.process_batch
+def _transform(
+    stage: Transform[StageConfig], reader: InputReader, out: BatchQueue, stats: WorkerStats
+) -> None:
+    get, put, process_batch = reader.get, out.put, stage.process_batch
     while (batch := get()) is not None:
         stats.records_in += len(batch.data)
         started = perf_counter_ns()
@@ -69,10 +71,17 @@ def _transform(stage: Transform[StageConfig], inq: BatchQueue, out: BatchQueue, 
             if not put(result):
                 return
             stats.records_out += len(result.data)
+    if reader.aborted:  # a hard stop: no final output
+        return
+    started = perf_counter_ns()
+    final = stage.finish()
+    stats.timed(started, perf_counter_ns())
+    if final is not None and final.data and put(final):
+        stats.records_out += len(final.data)
 
 
-def _sink(stage: Sink[StageConfig], inq: BatchQueue, stats: WorkerStats) -> None:
-    get, consume_batch = inq.get, stage.consume_batch
+def _sink(stage: Sink[StageConfig], reader: InputReader, stats: WorkerStats) -> None:
+    get, consume_batch = reader.get, stage.consume_batch
     while (batch := get()) is not None:
         stats.records_in += len(batch.data)
         started = perf_counter_ns()
@@ -81,9 +90,9 @@ def _sink(stage: Sink[StageConfig], inq: BatchQueue, stats: WorkerStats) -> None
 
 
 def _side_effect(
-    stage: SideEffect[StageConfig], inq: BatchQueue, out: BatchQueue | None, stats: WorkerStats
+    stage: SideEffect[StageConfig], reader: InputReader, out: BatchQueue | None, stats: WorkerStats
 ) -> None:
-    get, observe_batch = inq.get, stage.observe_batch
+    get, observe_batch = reader.get, stage.observe_batch
     while (batch := get()) is not None:
         stats.records_in += len(batch.data)
         started = perf_counter_ns()

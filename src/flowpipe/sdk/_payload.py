@@ -112,16 +112,34 @@ class Batch:
     Batch boundaries carry no meaning: the runtime forms batches from whatever is available,
     so a stage must not assume a batch size or that related records share a batch.
 
-    ``enqueue_ts_ns`` is the ``time.monotonic_ns()`` at which the batch last entered a queue
-    (0 before that): the enqueue time of each of its records, kept once per batch.
+    Set by the producer when known:
+
+    - ``nbytes``: the size of the data in bytes. Queues are bounded in bytes as well as in
+      records, counting the batches whose size is known: a stage emitting large records
+      (Arrow record batches, images) sets it so that memory stays bounded.
+
+    Set by the runtime:
+
+    - ``enqueue_ts_ns``: ``time.monotonic_ns()`` when the batch last entered a queue, the
+      enqueue time of each of its records, kept once per batch;
+    - ``input``: the input it was read from: the ``table`` of a stage's ``input_queues``
+      entry, else the queue's name.
     """
 
-    __slots__ = ("data", "enqueue_ts_ns", "metas")
+    __slots__ = ("data", "enqueue_ts_ns", "input", "metas", "nbytes")
 
-    def __init__(self, data: list[Any], metas: list[PayloadMeta | None] | None = None) -> None:
+    def __init__(
+        self,
+        data: list[Any],
+        metas: list[PayloadMeta | None] | None = None,
+        *,
+        nbytes: int | None = None,
+    ) -> None:
         self.data = data
         self.metas = metas
+        self.nbytes = nbytes
         self.enqueue_ts_ns = 0
+        self.input = ""
 
     def __len__(self) -> int:
         return len(self.data)

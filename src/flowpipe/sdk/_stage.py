@@ -116,6 +116,8 @@ class Stage(Generic[ConfigT]):
 
     kind: ClassVar[StageKind]
     config_model: ClassVar[type[StageConfig]] = StageConfig
+    #: True when the stage reads several inputs (``input_queues``); ``batch.input`` names each.
+    named_inputs: ClassVar[bool] = False
     # Per-record and batch method names of the kind; the registry checks one is overridden.
     _record_method: ClassVar[str]
     _batch_method: ClassVar[str]
@@ -223,6 +225,11 @@ class Transform(Stage[ConfigT]):
         Written as a generator, every value it yields is an output record (0..N).
         """
         raise _missing(self)
+
+    def finish(self) -> Batch | None:
+        """Called once after every input closed and drained (not after a hard stop), before
+        :meth:`close`; what it returns goes downstream. For stages that need the whole input."""
+        return None
 
     def process_batch(self, batch: Batch) -> Batch:
         """Return the outputs of a batch. The default calls :meth:`process` per record."""
