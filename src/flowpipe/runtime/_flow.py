@@ -196,6 +196,15 @@ class FlowRun:
     def _worker(self, stage: StagePlan, index: int, stats: WorkerStats) -> None:
         instance: Stage[StageConfig] | None = None
         opened = False
+        output = self.queues[stage.output] if stage.output is not None else None
+        output_open = output is not None
+
+        def close_output() -> None:
+            nonlocal output_open
+            if output_open and output is not None:
+                output_open = False
+                output.producer_done()
+
         try:
             self._apply_os_settings(stage)
             context = StageContext(
@@ -215,9 +224,8 @@ class FlowRun:
             with self._lock:
                 self._opened += 1
             reader = InputReader([(name, self.queues[queue]) for name, queue in stage.inputs])
-            output = self.queues[stage.output] if stage.output is not None else None
             limit = min(self.batch_size, output.capacity) if output is not None else self.batch_size
-            loop_for(instance, reader, output, stats, self.stopping, limit)()
+            loop_for(instance, reader, output, stats, self.stopping, limit, close_output)()
         except BaseException as error:
             self._fail(stage, error)
         finally:
@@ -226,8 +234,7 @@ class FlowRun:
                     instance.close()
                 except BaseException as error:
                     self._fail(stage, error)
-            if stage.output is not None:
-                self.queues[stage.output].producer_done()
+            close_output()
             with self._lock:
                 self._live -= 1
                 if self._live == 0:

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from ..sdk import Batch
+from ._acks import carry
 from ._stats import Histogram
 
 __all__ = ["DEFAULT_MAX_BYTES", "BatchQueue", "InputReader"]
@@ -113,9 +114,12 @@ class BatchQueue:
 
     def _put_split(self, batch: Batch) -> bool:
         step, total = self.capacity, len(batch)
-        data, metas, nbytes = batch.data, batch.metas, batch.nbytes
-        for start in range(0, total, step):
+        data, metas, nbytes, lineage = batch.data, batch.metas, batch.nbytes, batch._lineage
+        starts = range(0, total, step)
+        carry(lineage, len(starts) - 1)  # every part carries the batch's acknowledgements
+        for start in starts:
             part = Batch(data[start : start + step], None if metas is None else metas[start : start + step])
+            part._lineage = lineage
             if nbytes is not None:
                 part.nbytes = nbytes * len(part.data) // total
             if not self.put(part):

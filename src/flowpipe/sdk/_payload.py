@@ -117,6 +117,9 @@ class Batch:
     - ``nbytes``: the size of the data in bytes. Queues are bounded in bytes as well as in
       records, counting the batches whose size is known: a stage emitting large records
       (Arrow record batches, images) sets it so that memory stays bounded.
+    - ``ack``: set by a source that acknowledges (see ``Source.acknowledge``): a token of
+      its choosing, handed back once every record derived from this batch was consumed by
+      the sinks or dropped.
 
     Set by the runtime:
 
@@ -126,7 +129,7 @@ class Batch:
       entry, else the queue's name.
     """
 
-    __slots__ = ("data", "enqueue_ts_ns", "input", "metas", "nbytes")
+    __slots__ = ("_lineage", "ack", "data", "enqueue_ts_ns", "input", "metas", "nbytes")
 
     def __init__(
         self,
@@ -138,8 +141,10 @@ class Batch:
         self.data = data
         self.metas = metas
         self.nbytes = nbytes
+        self.ack: Any = None
         self.enqueue_ts_ns = 0
         self.input = ""
+        self._lineage: tuple[Any, ...] = ()  # the runtime's acknowledgement trackers
 
     def __len__(self) -> int:
         return len(self.data)

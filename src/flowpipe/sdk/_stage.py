@@ -177,6 +177,18 @@ class Source(Stage[ConfigT]):
         right now, or raise :class:`EndOfStream` when there will be no more."""
         raise _missing(self)
 
+    def acknowledge(self, tokens: list[Any]) -> None:
+        """Override to acknowledge messages: receives the ``ack`` tokens of emitted batches
+        whose records have all been consumed by the sinks or dropped, on this source's
+        own worker thread, between calls to :meth:`produce_batch` and before :meth:`close`
+        (after a graceful stop, once everything in flight has drained). Tokens of batches
+        lost to a failure or a hard stop never come back: the broker redelivers them."""
+
+    @classmethod
+    def can_acknowledge(cls) -> bool:
+        """True when the source overrides :meth:`acknowledge` (at-least-once delivery)."""
+        return cls.acknowledge is not Source.acknowledge
+
     def produce_batch(self, limit: int) -> Batch:
         """Return up to ``limit`` records, or raise :class:`EndOfStream`.
 
