@@ -4,8 +4,6 @@ This module is the public stage SDK; the rest of the package is the runtime behi
 Test doubles for plugin authors live in :mod:`flowpipe.testing`.
 """
 
-from typing import Any
-
 from .sdk import (
     Batch,
     BatchBuilder,
@@ -28,7 +26,7 @@ from .sdk import (
 )
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> str:
     # Looked up on demand: importing importlib.metadata costs start-up time of every run.
     if name == "__version__":
         from importlib.metadata import version
