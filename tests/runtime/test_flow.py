@@ -284,3 +284,37 @@ stages:
   - {name: out, type: stdout_sink, input_queues: [{queue: a, table: x}, {queue: b, table: y}]}
 """
         )
+
+
+def test_cpu_pinning_and_realtime_priority_apply_per_worker_or_warn(caplog: Any) -> None:
+    import logging
+    import os
+
+    seen: list[tuple[set[int], int]] = []
+
+    class Probe(Sink[StageConfig]):
+        def open(self) -> None:
+            seen.append((os.sched_getaffinity(0), os.sched_getscheduler(0)))
+
+        def consume_batch(self, batch: Batch) -> None:
+            pass
+
+    caplog.set_level(logging.WARNING, logger="flowpipe")
+    result = run_flow(
+        """
+name: pin
+execution: {mode: job}
+kubernetes: {cpu_pinning: {out: {cpu: [0]}}}
+queues: [{name: a, capacity: 4}]
+stages:
+  - {name: src, type: noop_source, output_queue: a, config: {max_messages: 3}}
+  - {name: out, type: probe, input_queue: a, threads: 2, realtime_priority: 5}
+""",
+        stages={"probe": Probe},
+    )
+    assert result.exit_code == 0
+    assert [affinity for affinity, _ in seen] == [{0}, {0}]  # each worker thread, not the process
+    assert os.sched_getaffinity(0) != {0} or os.cpu_count() == 1
+    refused = [r for r in caplog.records if "cannot set realtime priority 5" in r.getMessage()]
+    # Either the OS applied SCHED_FIFO to both worker threads, or each said why not.
+    assert all(policy == os.SCHED_FIFO for _, policy in seen) or len(refused) == 2
