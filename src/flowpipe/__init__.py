@@ -1,29 +1,13 @@
 """flowpipe: a Python runtime for streaming and run-to-completion data flows.
 
-This module is the public stage SDK; the rest of the package is the runtime behind it.
-Test doubles for plugin authors live in :mod:`flowpipe.testing`.
+This module is the public stage SDK (defined in :mod:`flowpipe.sdk`); the rest of the package
+is the runtime behind it. Test doubles for plugin authors live in :mod:`flowpipe.testing`.
 """
 
-from .sdk import (
-    Batch,
-    BatchBuilder,
-    EndOfStream,
-    FlowpipeError,
-    FlowSpecError,
-    Payload,
-    PayloadMeta,
-    PluginError,
-    Problem,
-    SideEffect,
-    Sink,
-    Source,
-    Stage,
-    StageConfig,
-    StageContext,
-    StageFailed,
-    StageKind,
-    Transform,
-)
+from . import sdk as _sdk
+from .sdk import *  # noqa: F403 - the SDK's __all__ is this package's public surface
+
+__all__ = [*_sdk.__all__, "__version__"]  # noqa: F405 - __version__ comes from __getattr__
 
 
 def __getattr__(name: str) -> str:
@@ -33,26 +17,3 @@ def __getattr__(name: str) -> str:
 
         return version("flow-pipe")
     raise AttributeError(f"module 'flowpipe' has no attribute {name!r}")
-
-
-__all__ = [
-    "Batch",
-    "BatchBuilder",
-    "EndOfStream",
-    "FlowSpecError",
-    "FlowpipeError",
-    "Payload",
-    "PayloadMeta",
-    "PluginError",
-    "Problem",
-    "SideEffect",
-    "Sink",
-    "Source",
-    "Stage",
-    "StageConfig",
-    "StageContext",
-    "StageFailed",
-    "StageKind",
-    "Transform",
-    "__version__",
-]
