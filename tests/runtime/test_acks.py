@@ -118,3 +118,34 @@ def test_sources_that_do_not_override_acknowledge_say_so() -> None:
 
     assert not NoopSource.can_acknowledge()
     assert acking_source([]).can_acknowledge()
+
+
+def test_an_idle_source_is_woken_when_its_acknowledgements_are_ready() -> None:
+    import time
+
+    waits: list[float] = []
+
+    class Patient(Source[StageConfig]):
+        def open(self) -> None:
+            self.sent = False
+            self.acked: list[Any] = []
+
+        def produce_batch(self, limit: int) -> Batch:
+            if self.acked:
+                raise EndOfStream
+            if self.sent:
+                started = time.monotonic()
+                self.context.wait(60)  # idle: only a wake-up ends this early
+                waits.append(time.monotonic() - started)
+                return Batch([])
+            self.sent = True
+            batch = Batch(["one"])
+            batch.ack = "token"
+            return batch
+
+        def acknowledge(self, tokens: list[Any]) -> None:
+            self.acked.extend(tokens)
+
+    result = run_flow(FLOW % {"cap": 4}, stages={"src": Patient, "mid": Split, "out": TestingSink.into([])})
+    assert result.exit_code == 0
+    assert waits and max(waits) < 30  # woken by the acknowledgement, not by the timeout

@@ -11,11 +11,11 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
-from ..sdk import FlowpipeError, FlowSpecError, StageConfig
+from ..sdk import FlowpipeError, FlowSpecError, Source, StageConfig
 
 if TYPE_CHECKING:
     from ..registry import StageRegistry
@@ -95,6 +95,25 @@ def cli() -> None:
     envvar="FLOWPIPE_LOG_LEVEL",
     help="Log level (default info; debug when the flow sets observability.debug).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default="console",
+    show_default=True,
+    envvar="FLOWPIPE_LOG_FORMAT",
+    help="Log lines as text or as one JSON object per line; each names the flow and the stage.",
+)
+@click.option(
+    "--metrics-addr",
+    metavar="HOST:PORT",
+    envvar="FLOWPIPE_METRICS_ADDR",
+    help="Serve Prometheus /metrics, /healthz and /readyz there (port 0: any free port, logged).",
+)
+@click.option(
+    "--progress",
+    is_flag=True,
+    help="Show a live view of stages and queues, and a summary at exit (only on a terminal).",
+)
 @_reports_errors
 def run(
     flow: Path,
@@ -103,15 +122,18 @@ def run(
     batch_size: int,
     queue_max_bytes: int,
     log_level: str | None,
+    log_format: Literal["console", "json"],
+    metrics_addr: str | None,
+    progress: bool,
 ) -> None:
     """Run FLOW (a .yaml, .yml or .json flow file) until it ends or is stopped."""
-    from ..observability import configure_logging
+    from ..observability import configure_logging, instruments_for
     from ..runtime import FlowRun
 
-    configure_logging(logging.INFO)
-    plan = _plan(flow, plugin_path)
+    configure_logging(logging.INFO, log_format)
+    plan = _plan(flow, plugin_path, preflight=True)
     level = log_level or ("debug" if plan.debug else "info")
-    logging.getLogger("flowpipe").setLevel(level.upper())
+    configure_logging(level, log_format, flow=plan.name)
     log = logging.getLogger(f"flowpipe.{plan.name}")
     for warning in plan.warnings:
         log.warning("%s", warning)
@@ -121,7 +143,14 @@ def run(
         "job" if plan.job else "streaming",
         len(plan.stages),
     )
-    run = FlowRun(plan, batch_size=batch_size, drain_timeout=drain_timeout, queue_max_bytes=queue_max_bytes)
+    instruments = instruments_for(plan, metrics_addr=metrics_addr, progress=progress)
+    run = FlowRun(
+        plan,
+        batch_size=batch_size,
+        drain_timeout=drain_timeout,
+        queue_max_bytes=queue_max_bytes,
+        instruments=instruments,
+    )
     sys.exit(run.run())
 
 
@@ -181,6 +210,8 @@ def stages_show(registry: StageRegistry, type_name: str) -> None:
     if info.description:
         click.echo(f"  {info.description}")
     click.echo(f"  origin: {info.origin}")
+    if issubclass(info.stage_class, Source):
+        click.echo(f"  acknowledges: {'yes' if info.stage_class.can_acknowledge() else 'no'}")
     for origin in info.shadowed:
         click.echo(f"  shadows: {origin}")
     click.echo("  config:" + ("" if info.config_model.model_fields else " none"))
@@ -207,7 +238,7 @@ def _config_lines(model: type[StageConfig]) -> list[str]:
     return lines
 
 
-def _plan(flow: Path, plugin_path: Sequence[Path]) -> FlowPlan:
+def _plan(flow: Path, plugin_path: Sequence[Path], *, preflight: bool = False) -> FlowPlan:
     from ..registry import build_registry
     from ..runtime import plan_flow
     from ..spec import parse_flow
@@ -215,7 +246,7 @@ def _plan(flow: Path, plugin_path: Sequence[Path]) -> FlowPlan:
     parsed = parse_flow(flow)
     if parsed.spec is None:
         raise FlowSpecError(parsed.problems)
-    return plan_flow(parsed, build_registry(plugin_path))
+    return plan_flow(parsed, build_registry(plugin_path), preflight=preflight)
 
 
 def flow_runtime(argv: Sequence[str] | None = None) -> None:
@@ -228,7 +259,14 @@ def flow_runtime(argv: Sequence[str] | None = None) -> None:
 
 # Subcommands that live in their own modules (each keeps its heavy imports inside the command).
 def _add_subcommands() -> None:
-    pass
+    from ._observe import graph, top
+
+    cli.add_command(graph)
+    cli.add_command(top)
+
+    from ._k8s import k8s
+
+    cli.add_command(k8s)
 
 
 _add_subcommands()

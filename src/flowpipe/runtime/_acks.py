@@ -14,7 +14,7 @@ Everything here happens once per batch, never per record.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..sdk import Batch
@@ -27,8 +27,9 @@ _lock = threading.Lock()  # guards every tracker's count; held for a few instruc
 class AckInbox:
     """Completed tokens on their way back to one source worker."""
 
-    def __init__(self) -> None:
+    def __init__(self, wake: Callable[[], None]) -> None:
         self.outstanding = 0  # trackers of this worker not yet completed
+        self.wake = wake  # tells the idle source that tokens are waiting
         self._done: list[Any] = []
         self._changed = threading.Condition(_lock)
 
@@ -79,8 +80,12 @@ def carry(lineage: tuple[Tracker, ...], copies: int) -> None:
 
 def release(lineage: Iterable[Tracker]) -> None:
     """One batch carrying ``lineage`` was consumed or dropped."""
+    completed = []
     with _lock:
         for tracker in lineage:
             tracker.pending -= 1
             if tracker.pending == 0:
                 tracker.inbox._complete(tracker.token)
+                completed.append(tracker.inbox)
+    for inbox in completed:  # outside the lock: a source's wake() may take locks of its own
+        inbox.wake()

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
-from ..sdk import Stage, StageConfig, StageContext, StageFailed, StageKind
+from ..sdk import Source, Stage, StageConfig, StageContext, StageFailed, StageKind
 from ._instrument import Instrument
 from ._plan import FlowPlan, StagePlan
 from ._queue import DEFAULT_MAX_BYTES, BatchQueue, InputReader
@@ -65,6 +65,7 @@ class FlowRun:
         self._opened = 0
         self._stop_deadline: float | None = None
         self._threads: list[threading.Thread] = []
+        self._instances: list[Stage[StageConfig]] = []  # created so far, to wake on a stop
         self.started_at = 0.0  # time.monotonic() of start()
 
     @property
@@ -86,11 +87,22 @@ class FlowRun:
             self.log.info("%s: stopping sources, draining (deadline %g s)", reason, self.drain_timeout)
             self._stop_deadline = time.monotonic() + self.drain_timeout
             self.stopping.set()
+            self._wake_all()
 
     def abort(self) -> int:
         """Hard stop. Returns the number of queued records abandoned."""
         self.stopping.set()
+        self._wake_all()
         return sum(queue.abort() for queue in self.queues.values())
+
+    def _wake_all(self) -> None:
+        """End every stage's idle wait so that the stop is seen at once."""
+        with self._lock:
+            instances = list(self._instances)
+        for instance in instances:
+            instance.context.wake()
+            if isinstance(instance, Source):
+                instance.wake()
 
     # -- running ---------------------------------------------------------------------------
 
@@ -219,6 +231,10 @@ class FlowRun:
             instance = stage.info.stage_class(stage.config, context)
             for instrument in self.instruments:
                 instance = instrument.wrap_stage(self, stage, instance)
+            with self._lock:
+                self._instances.append(instance)
+            if self.stopping.is_set():
+                context.wake()  # a stop that came before this worker registered
             instance.open()
             opened = stats.opened = True
             with self._lock:
@@ -227,20 +243,21 @@ class FlowRun:
             limit = min(self.batch_size, output.capacity) if output is not None else self.batch_size
             loop_for(instance, reader, output, stats, self.stopping, limit, close_output)()
         except BaseException as error:
-            self._fail(stage, error)
+            self._fail(stage, stats, error)
         finally:
             if opened and instance is not None:
                 try:
                     instance.close()
                 except BaseException as error:
-                    self._fail(stage, error)
+                    self._fail(stage, stats, error)
             close_output()
             with self._lock:
                 self._live -= 1
                 if self._live == 0:
                     self._done.set()
 
-    def _fail(self, stage: StagePlan, error: BaseException) -> None:
+    def _fail(self, stage: StagePlan, stats: WorkerStats, error: BaseException) -> None:
+        stats.errors += 1
         with self._lock:
             first = self.failure is None
             if first:

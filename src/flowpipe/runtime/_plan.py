@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ..registry import StageInfo, StageRegistry, resolve
 from ..sdk import FlowSpecError, PluginError, Problem, StageConfig, StageKind
-from ..spec import ParsedFlow, StageSpec
+from ..spec import ObservabilityConfig, ParsedFlow, StageSpec
 
 __all__ = ["FlowPlan", "StagePlan", "plan_flow"]
 
@@ -44,6 +44,8 @@ class FlowPlan:
     queue_capacities: dict[str, int]
     debug: bool = False
     warnings: tuple[Problem, ...] = ()
+    version: int = 0
+    observability: ObservabilityConfig | None = None  # the flow's block, None when absent
 
 
 # Which queues each kind must (True), must not (False) or may (None) have.
@@ -55,19 +57,25 @@ _WIRING: dict[StageKind, tuple[bool, bool | None]] = {
 }
 
 
-def plan_flow(parsed: ParsedFlow, registry: StageRegistry) -> FlowPlan:
-    """The flow's plan, or FlowSpecError listing every problem found."""
+def plan_flow(parsed: ParsedFlow, registry: StageRegistry, *, preflight: bool = False) -> FlowPlan:
+    """The flow's plan, or FlowSpecError listing every problem found.
+
+    With ``preflight``, once everything else is valid, each stage type's ``preflight`` checks
+    run too (servers reachable, ports free): what ``flowpipe run`` needs before starting.
+    """
     problems = list(parsed.problems)
     spec = parsed.spec
     if spec is None:
         raise FlowSpecError(problems)
     pinning = spec.kubernetes.cpu_pinning if spec.kubernetes is not None else {}
     stages: list[StagePlan] = []
+    stage_indexes: list[int] = []
     for index, stage in enumerate(spec.stages):
         checked = _check_stage(parsed, registry, index, stage, problems)
         if checked is None:
             continue
         info, config = checked
+        stage_indexes.append(index)
         cpus = pinning[stage.name].cpu if stage.name in pinning else ()
         stages.append(
             StagePlan(
@@ -82,6 +90,13 @@ def plan_flow(parsed: ParsedFlow, registry: StageRegistry) -> FlowPlan:
                 realtime_priority=stage.realtime_priority,
             )
         )
+    if preflight and not any(not p.warning for p in problems):
+        for index, plan in zip(stage_indexes, stages, strict=True):
+            label = f"stage '{plan.name}' ({plan.info.type_name})"
+            problems.extend(
+                parsed.problem(("stages", index), f"{label}: {message}")
+                for message in plan.info.stage_class.preflight(plan.config)
+            )
     if any(not p.warning for p in problems):
         raise FlowSpecError(sorted(problems, key=lambda p: (p.line, p.column)))
     return FlowPlan(
@@ -92,6 +107,8 @@ def plan_flow(parsed: ParsedFlow, registry: StageRegistry) -> FlowPlan:
         queue_capacities={q.name: q.capacity for q in spec.queues},
         debug=bool(spec.observability and spec.observability.debug),
         warnings=tuple(problems),
+        version=spec.version,
+        observability=spec.observability,
     )
 
 

@@ -56,7 +56,7 @@ def _source(
     close_output: Callable[[], None],
 ) -> None:
     produce_batch, put = stage.produce_batch, out.put
-    inbox = AckInbox() if stage.can_acknowledge() else None
+    inbox = AckInbox(_waker(stage)) if stage.can_acknowledge() else None
     while not stopping.is_set():
         if inbox is not None and (done := inbox.take()):
             stage.acknowledge(done)
@@ -70,6 +70,7 @@ def _source(
             if inbox is not None:
                 inbox.track(batch)
             if not put(batch):
+                stats.records_dropped += len(batch.data)
                 return
             stats.records_out += len(batch.data)
     close_output()
@@ -79,6 +80,14 @@ def _source(
                 stage.acknowledge(done)
         if done := inbox.take():
             stage.acknowledge(done)
+
+
+def _waker(stage: Source[StageConfig]) -> Callable[[], None]:
+    def wake() -> None:
+        stage.context.wake()
+        stage.wake()
+
+    return wake
 
 
 def _transform(
@@ -97,6 +106,7 @@ def _transform(
             _pass_lineage(batch, result, held if holds else None)
         if result.data:
             if not put(result):
+                stats.records_dropped += len(result.data)
                 return
             stats.records_out += len(result.data)
     if reader.aborted:  # a hard stop: no final output
@@ -148,5 +158,6 @@ def _side_effect(
                 release(batch._lineage)
             continue
         if not out.put(batch):
+            stats.records_dropped += len(batch.data)
             return
         stats.records_out += len(batch.data)

@@ -70,7 +70,16 @@ class EndOfStream(Exception):
 class StageContext:
     """What the runtime tells one stage instance about where and how it runs."""
 
-    __slots__ = ("_stop", "flow_name", "logger", "stage_name", "stage_type", "worker_count", "worker_index")
+    __slots__ = (
+        "_stop",
+        "_wake",
+        "flow_name",
+        "logger",
+        "stage_name",
+        "stage_type",
+        "worker_count",
+        "worker_index",
+    )
 
     def __init__(
         self,
@@ -89,6 +98,7 @@ class StageContext:
         self.worker_index = worker_index
         self.worker_count = worker_count
         self._stop = stop if stop is not None else threading.Event()
+        self._wake = threading.Event()  # set on a stop request and when acknowledgements are ready
         self.logger = logger if logger is not None else logging.getLogger(f"flowpipe.stage.{stage_name}")
 
     @property
@@ -97,8 +107,17 @@ class StageContext:
         return self._stop.is_set()
 
     def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``, waking early on a stop request. Returns ``stopping``."""
-        return self._stop.wait(seconds)
+        """Sleep up to ``seconds``, waking early on a stop request or, in a source, when
+        acknowledgements are ready to be delivered. Returns ``stopping``."""
+        if self._stop.is_set():
+            return True
+        if self._wake.wait(seconds):
+            self._wake.clear()
+        return self._stop.is_set()
+
+    def wake(self) -> None:
+        """End the current (or next) :meth:`wait` early. Called by the runtime."""
+        self._wake.set()
 
 
 ConfigT = TypeVar("ConfigT", bound=StageConfig)
@@ -137,6 +156,14 @@ class Stage(Generic[ConfigT]):
         """Called on the worker thread; keep it free of I/O and put set-up in :meth:`open`."""
         self.config = config
         self.context = context
+
+    @classmethod
+    def preflight(cls, config: Any) -> list[str]:
+        """Problems the runtime should report before starting anything, e.g. a server that
+        cannot be reached or a port already in use: each a one-line message naming what and
+        where. Called by ``flowpipe run`` once per stage, after the whole flow validated;
+        any problem is an invalid flow (exit 2). Check, don't keep: close what you open."""
+        return []
 
     def open(self) -> None:
         """Called once on the worker thread before the first batch. Connect, open files here."""
@@ -183,6 +210,11 @@ class Source(Stage[ConfigT]):
         own worker thread, between calls to :meth:`produce_batch` and before :meth:`close`
         (after a graceful stop, once everything in flight has drained). Tokens of batches
         lost to a failure or a hard stop never come back: the broker redelivers them."""
+
+    def wake(self) -> None:
+        """Called from another thread when an idle :meth:`produce_batch` should return soon:
+        a stop was requested or acknowledgements are ready. ``context.wait`` already wakes;
+        override only when the source waits on something else (a socket, its own queue)."""
 
     @classmethod
     def can_acknowledge(cls) -> bool:
