@@ -45,12 +45,23 @@ class Histogram:
 class WorkerStats:
     """What one worker did: written only by that worker, once per batch."""
 
-    __slots__ = ("batches", "busy_ns", "latency", "opened", "records_in", "records_out")
+    __slots__ = (
+        "batches",
+        "busy_ns",
+        "errors",
+        "latency",
+        "opened",
+        "records_dropped",
+        "records_in",
+        "records_out",
+    )
 
     def __init__(self) -> None:
         self.opened = False  # open() returned
         self.records_in = 0
         self.records_out = 0
+        self.records_dropped = 0  # records it could not hand on: the output queue was aborted
+        self.errors = 0  # exceptions raised by the stage (open, batch calls, close)
         self.batches = 0  # stage calls that handled a batch
         self.busy_ns = 0  # time spent inside those calls
         self.latency = Histogram()  # duration of each call

@@ -1,0 +1,1 @@
+"""Tests of metrics, health endpoints, tracing, logs, live views and flow graphs."""
