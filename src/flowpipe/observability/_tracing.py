@@ -139,6 +139,9 @@ class _Traced:
 class _TracedSource(_Traced, Source[StageConfig]):
     inner: Source[StageConfig]
 
+    def wake(self) -> None:
+        self.inner.wake()
+
     def produce_batch(self, limit: int) -> Batch:
         started = time.time_ns()
         batch = self.inner.produce_batch(limit)
