@@ -32,3 +32,15 @@ bench: install ## the core throughput benchmark (figures go to benchmarks/README
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
+
+# Container images from the root Dockerfile: flowpipe-runtime (flows mounted at /flows) and
+# flowpipe-dev (what a plugin repository builds FROM). docker works too: make image CONTAINER=docker.
+# Optional: BASE_IMAGE=..., DEV_BASE_IMAGE=..., FLOWPIPE_EXTRAS=... (see the Dockerfile), IMAGE_TAG.
+CONTAINER ?= podman
+IMAGE_TAG ?= latest
+IMAGE_ARGS = $(foreach arg,BASE_IMAGE DEV_BASE_IMAGE FLOWPIPE_EXTRAS,$(if $(filter undefined,$(origin $(arg))),,--build-arg $(arg)=$($(arg))))
+
+.PHONY: image
+image: ## build the flowpipe-dev and flowpipe-runtime images
+	$(CONTAINER) build $(IMAGE_ARGS) --target dev -t flowpipe-dev:$(IMAGE_TAG) .
+	$(CONTAINER) build $(IMAGE_ARGS) -t flowpipe-runtime:$(IMAGE_TAG) .

@@ -318,3 +318,27 @@ stages:
     refused = [r for r in caplog.records if "cannot set realtime priority 5" in r.getMessage()]
     # Either the OS applied SCHED_FIFO to both worker threads, or each said why not.
     assert all(policy == os.SCHED_FIFO for _, policy in seen) or len(refused) == 2
+
+
+def test_pinning_to_a_cpu_this_machine_lacks_is_a_plan_error() -> None:
+    import os
+
+    import pytest
+
+    from flowpipe import FlowSpecError
+
+    missing = os.cpu_count() or 1
+    with pytest.raises(FlowSpecError) as caught:
+        run_flow(
+            f"""
+name: pin
+execution: {{mode: job}}
+kubernetes: {{cpu_pinning: {{out: {{cpu: [0, {missing}]}}}}}}
+queues: [{{name: a, capacity: 4}}]
+stages:
+  - {{name: src, type: noop_source, output_queue: a, config: {{max_messages: 1}}}}
+  - {{name: out, type: stdout_sink, input_queue: a}}
+"""
+        )
+    [problem] = caught.value.problems
+    assert problem.line == 4 and f"there is no CPU {missing}; this machine has {missing}" in problem.message

@@ -210,18 +210,14 @@ def test_cpu_pinning(monkeypatch: pytest.MonkeyPatch) -> None:
             src: {cpu: [0, 3, 4, 0]}
             sorce: {cpu: []}
         """)
+    # CPU 4 is not this machine's: the runtime's plan says so, not the spec (see tests/runtime).
     assert located(parsed) == [
-        (4, 23, "cpu_pinning for 'src': there is no CPU 4; this machine has 4"),
         (4, 26, "cpu_pinning for 'src': CPU 0 is listed twice"),
         (5, 12, "cpu_pinning names stage 'sorce', which is not in the flow"),
         (5, 12, "cpu_pinning for 'sorce' lists no CPUs, so it is not pinned"),
     ]
-    assert [p.hint for p in parsed.problems[:3]] == [
-        "use CPU ids from 0 to 3",
-        "list each CPU once",
-        "did you mean 'src'?",
-    ]
-    assert [p.warning for p in parsed.problems] == [False, False, False, True]
+    assert [p.hint for p in parsed.problems[:2]] == ["list each CPU once", "did you mean 'src'?"]
+    assert [p.warning for p in parsed.problems] == [False, False, True]
 
 
 def test_negative_cpu_id_is_a_type_error() -> None:

@@ -268,5 +268,9 @@ def _add_subcommands() -> None:
 
     cli.add_command(k8s)
 
+    from ._sdk import sdk
+
+    cli.add_command(sdk)
+
 
 _add_subcommands()

@@ -8,6 +8,8 @@ All problems, including the spec reader's, are reported together; nothing has st
 from __future__ import annotations
 
 import difflib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,7 @@ def plan_flow(parsed: ParsedFlow, registry: StageRegistry, *, preflight: bool = 
         info, config = checked
         stage_indexes.append(index)
         cpus = pinning[stage.name].cpu if stage.name in pinning else ()
+        problems.extend(_missing_cpus(parsed, stage.name, cpus))
         stages.append(
             StagePlan(
                 name=stage.name,
@@ -110,6 +113,20 @@ def plan_flow(parsed: ParsedFlow, registry: StageRegistry, *, preflight: bool = 
         version=spec.version,
         observability=spec.observability,
     )
+
+
+def _missing_cpus(parsed: ParsedFlow, stage_name: str, cpus: Sequence[int]) -> list[Problem]:
+    """CPU ids this machine does not have (the spec cannot know the machine a flow runs on)."""
+    count = os.cpu_count() or 1
+    return [
+        parsed.problem(
+            ("kubernetes", "cpu_pinning", stage_name, "cpu", j),
+            f"cpu_pinning for '{stage_name}': there is no CPU {cpu}; this machine has {count}",
+            f"use CPU ids from 0 to {count - 1}",
+        )
+        for j, cpu in enumerate(cpus)
+        if cpu >= count
+    ]
 
 
 def _check_stage(

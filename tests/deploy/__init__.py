@@ -1,0 +1,1 @@
+"""Tests of shipping flowpipe: the container images and the Kubernetes manifests."""
