@@ -144,13 +144,18 @@ def _directory_candidates(dirs: Sequence[Path]) -> Iterator[Candidate]:
 
 def _entry_point_candidates() -> list[Candidate]:
     candidates: list[tuple[bool, str, Candidate]] = []
+    # Reading a distribution's name parses its metadata file: once per distribution, not per entry point.
+    names: dict[int, tuple[str, str]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist
-        builtin = dist is not None and dist.name == _OWN_DISTRIBUTION
+        if dist is not None and id(dist) not in names:
+            names[id(dist)] = (dist.name, dist.version)
+        name, version = names[id(dist)] if dist is not None else ("", "")
+        builtin = name == _OWN_DISTRIBUTION
         if builtin:
             origin = "built-in"
-        elif dist is not None:
-            origin = f"package {dist.name} {dist.version} ({ep.value})"
+        elif name:
+            origin = f"package {name} {version} ({ep.value})"
         else:
             origin = f"entry point {ep.value}"
         candidates.append((builtin, origin, Candidate(ep.name, origin, partial(_load_entry_point, ep.value))))
