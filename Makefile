@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install run test test-deps lint bench clean
 
-$(STAMP): pyproject.toml
+# The native adapter is a C extension built by the install: rebuild when its sources change.
+$(STAMP): pyproject.toml $(wildcard src/flowpipe/native/*.c src/flowpipe/native/include/flowpipe/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
@@ -24,7 +25,7 @@ lint: install
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src
 
-test: install test-deps lint ## every check and every test
+test: test-deps install lint ## every check and every test (tools first: the install compiles C)
 	$(BIN)/pytest
 
 bench: install ## the core throughput benchmark (figures go to benchmarks/README.md)

@@ -12,6 +12,7 @@ from ._main import _reports_errors
 
 __all__ = ["k8s"]
 
+
 # The spec reader checks cpu_pinning ids against this machine's CPUs; the pod runs elsewhere.
 @click.group()
 def k8s() -> None:

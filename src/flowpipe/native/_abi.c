@@ -224,6 +224,10 @@ static int32_t host_emit(void* ctx, const flowpipe_payload* payload, int64_t sou
     self->emit_error = "emit: source is not the index of an input of this call";
     return FLOWPIPE_ERROR;
   }
+  if (!payload->data && payload->size) {
+    self->emit_error = "emit: data is NULL but size is not 0";
+    return FLOWPIPE_ERROR;
+  }
   OutRecord record = {0, payload->size, source, META_INHERIT, 0};
   const flowpipe_payload* input = source >= 0 ? &BUF_AT(self->in_payloads, flowpipe_payload, source) : NULL;
   if (input && payload->data == input->data && payload->size == input->size) {
@@ -251,11 +255,23 @@ oom:
 
 /* ---- inputs: Python batch -> ABI structs (GIL held) ---------------------------------- */
 
-static void release_inputs(InstanceObject* self) {
+/* A one-off huge batch must not pin its memory for the life of the instance. */
+#define KEEP_BYTES (16u << 20)
+
+/* After every call: releases the inputs' buffers and trims the arenas. */
+static void finish_call(InstanceObject* self) {
   size_t n = BUF_COUNT(self->in_views, Py_buffer);
   for (size_t i = 0; i < n; i++) PyBuffer_Release(&BUF_AT(self->in_views, Py_buffer, i));
   self->in_views.len = 0;
   self->in_count = 0;
+  Buf* arenas[] = {&self->in_strings, &self->out_bytes};
+  for (size_t i = 0; i < sizeof arenas / sizeof *arenas; i++) {
+    if (arenas[i]->cap > KEEP_BYTES) {
+      free(arenas[i]->ptr);
+      arenas[i]->ptr = NULL;
+      arenas[i]->cap = arenas[i]->len = 0;
+    }
+  }
 }
 
 /* Strings are copied (the dicts they come from could change while the GIL is released);
@@ -355,8 +371,8 @@ static int convert_meta(InstanceObject* self, PyObject* meta, flowpipe_meta* out
   return rc;
 }
 
-/* Fills in_payloads (and in_metas) from `items` (a tuple that keeps the records alive)
- * and `metas` (a list/tuple from PySequence_Fast, or NULL). */
+/* Fills in_payloads (and in_metas) from `items` and `metas` (tuples that keep the records
+ * and their metadata alive; metas may be NULL). */
 static int convert_inputs(InstanceObject* self, PyObject* items, PyObject* metas) {
   Py_ssize_t n = PyTuple_GET_SIZE(items);
   self->in_payloads.len = self->in_metas.len = self->in_attrs.len = self->in_strings.len = 0;
@@ -398,11 +414,11 @@ static int convert_inputs(InstanceObject* self, PyObject* items, PyObject* metas
     }
   }
   if (metas) {
-    PyObject** objs = PySequence_Fast_ITEMS(metas);
     for (Py_ssize_t i = 0; i < n; i++) {
-      if (objs[i] == Py_None) continue;
+      PyObject* meta = PyTuple_GET_ITEM(metas, i);
+      if (meta == Py_None) continue;
       flowpipe_meta* m = buf_push(&self->in_metas, sizeof(flowpipe_meta));
-      if (convert_meta(self, objs[i], m)) {
+      if (convert_meta(self, meta, m)) {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
         PyErr_NormalizeException(&type, &value, &tb);
@@ -478,7 +494,7 @@ static PyObject* build_meta(InstanceObject* self, const OutMeta* m) {
 static PyObject* build_outputs(InstanceObject* self, PyObject* items, PyObject* metas) {
   size_t n = BUF_COUNT(self->out_records, OutRecord);
   const OutRecord* records = (const OutRecord*)self->out_records.ptr;
-  PyObject** in_metas = metas ? PySequence_Fast_ITEMS(metas) : NULL;
+  PyObject** in_metas = metas ? &PyTuple_GET_ITEM(metas, 0) : NULL;
   PyObject* data = PyList_New((Py_ssize_t)n);
   if (!data) return NULL;
   int any_meta = 0;
@@ -608,10 +624,13 @@ static PyObject* Instance_produce(InstanceObject* self, PyObject* const* args, P
   rc = self->api->produce_batch(self->stage, (size_t)limit, &emitter, &err);
   Py_END_ALLOW_THREADS
   self->busy = 0;
-  if (check_result(self, rc, &err, 1, "produce")) return NULL;
-  PyObject* empty = PyTuple_New(0);
-  PyObject* outputs = empty ? build_outputs(self, empty, NULL) : NULL;
-  Py_XDECREF(empty);
+  PyObject* outputs = NULL;
+  if (!check_result(self, rc, &err, 1, "produce")) {
+    PyObject* no_inputs = PyTuple_New(0);
+    outputs = no_inputs ? build_outputs(self, no_inputs, NULL) : NULL;
+    Py_XDECREF(no_inputs);
+  }
+  finish_call(self);
   if (!outputs) return NULL;
   PyObject* result = Py_BuildValue("(OOO)", PyTuple_GET_ITEM(outputs, 0), PyTuple_GET_ITEM(outputs, 1),
                                    rc == FLOWPIPE_END ? Py_True : Py_False);
@@ -630,9 +649,10 @@ static PyObject* call_with_inputs(InstanceObject* self, PyObject* const* args, P
   PyObject* metas = NULL;
   PyObject* result = NULL;
   if (args[1] != Py_None) {
-    metas = PySequence_Fast(args[1], "metas must be a list or None");
+    /* Snapshots, like `items`: the lists may change while the GIL is released. */
+    metas = PySequence_Tuple(args[1]);
     if (!metas) goto done;
-    if (PySequence_Fast_GET_SIZE(metas) != PyTuple_GET_SIZE(items)) {
+    if (PyTuple_GET_SIZE(metas) != PyTuple_GET_SIZE(items)) {
       PyErr_SetString(PyExc_ValueError, "data and metas differ in length");
       goto done;
     }
@@ -640,7 +660,7 @@ static PyObject* call_with_inputs(InstanceObject* self, PyObject* const* args, P
   if (begin_call(self, stopping)) goto done;
   if (convert_inputs(self, items, metas)) {
     self->busy = 0;
-    release_inputs(self);
+    finish_call(self);
     goto done;
   }
   flowpipe_error err;
@@ -658,7 +678,7 @@ static PyObject* call_with_inputs(InstanceObject* self, PyObject* const* args, P
   self->busy = 0;
   if (!check_result(self, rc, &err, 0, transform ? "process" : "consume"))
     result = transform ? build_outputs(self, items, metas) : Py_NewRef(Py_None);
-  release_inputs(self);
+  finish_call(self);
 done:
   Py_DECREF(items);
   Py_XDECREF(metas);

@@ -41,7 +41,7 @@ def _log_to(logger: logging.Logger) -> _abi.LogFn:
 
     def log(level: int, message: str, file: str, line: int) -> None:
         if logger.isEnabledFor(level):
-            logger.handle(logger.makeRecord(logger.name, level, file, line, message, None, None))
+            logger.handle(logger.makeRecord(logger.name, level, file, line, message, (), None))
 
     return log
 
@@ -84,10 +84,14 @@ class _NativeStage(Stage[NativeConfig]):
     _instance: _abi.Instance
 
     @classmethod
-    def check_config(cls, config: StageConfig) -> None:
-        """Raise PluginError, with the stage's own message, if its ``configure`` rejects
-        ``config``; run by validation so that a bad config stops the flow before it starts."""
-        _configured_instance(cls._library, config, None).destroy()
+    def check_config(cls, config: Any) -> list[str]:
+        """The stage's own message when its ``configure`` rejects ``config``: a probe instance
+        is created, configured and destroyed while the flow is validated."""
+        try:
+            _configured_instance(cls._library, config, None).destroy()
+        except PluginError as error:
+            return [str(error)]
+        return []
 
     def open(self) -> None:
         self._instance = _configured_instance(self._library, self.config, self.context.logger)
@@ -103,7 +107,7 @@ class _NativeStage(Stage[NativeConfig]):
         # flow-pipe's StageContext::request_stop stops the whole flow, as setting the
         # flow's stop event does here.
         if self._instance.stop_requested:
-            self.context._stop.set()
+            self.context.request_stop("requested by the native stage")
 
 
 class _NativeSource(_NativeStage, Source[NativeConfig]):

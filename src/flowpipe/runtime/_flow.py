@@ -227,6 +227,7 @@ class FlowRun:
                 worker_count=stage.threads,
                 stop=self.stopping,
                 logger=logging.getLogger(f"flowpipe.{self.plan.name}.{stage.name}"),
+                request_stop=self.request_stop,
             )
             instance = stage.info.stage_class(stage.config, context)
             for instrument in self.instruments:

@@ -179,6 +179,12 @@ def _check_stage(
         for item in error.errors():
             problems.append(_config_problem(parsed, where, label, info.config_model, item))
         return None
+    rejected = [
+        parsed.problem((*where, "config"), f"{label}: {m}") for m in info.stage_class.check_config(config)
+    ]
+    if rejected:
+        problems.extend(rejected)
+        return None
     return info, config
 
 

@@ -71,6 +71,7 @@ class StageContext:
     """What the runtime tells one stage instance about where and how it runs."""
 
     __slots__ = (
+        "_on_request_stop",
         "_stop",
         "_wake",
         "flow_name",
@@ -91,6 +92,7 @@ class StageContext:
         worker_count: int = 1,
         stop: threading.Event | None = None,
         logger: logging.Logger | None = None,
+        request_stop: Callable[[str], None] | None = None,
     ) -> None:
         self.flow_name = flow_name
         self.stage_name = stage_name
@@ -99,6 +101,7 @@ class StageContext:
         self.worker_count = worker_count
         self._stop = stop if stop is not None else threading.Event()
         self._wake = threading.Event()  # set on a stop request and when acknowledgements are ready
+        self._on_request_stop = request_stop
         self.logger = logger if logger is not None else logging.getLogger(f"flowpipe.stage.{stage_name}")
 
     @property
@@ -118,6 +121,14 @@ class StageContext:
     def wake(self) -> None:
         """End the current (or next) :meth:`wait` early. Called by the runtime."""
         self._wake.set()
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the whole flow to stop gracefully, as SIGTERM does: sources end, the rest drains."""
+        if self._on_request_stop is not None:
+            self._on_request_stop(f"stage '{self.stage_name}': {reason}")
+        else:
+            self._stop.set()
+            self._wake.set()
 
 
 ConfigT = TypeVar("ConfigT", bound=StageConfig)
@@ -156,6 +167,13 @@ class Stage(Generic[ConfigT]):
         """Called on the worker thread; keep it free of I/O and put set-up in :meth:`open`."""
         self.config = config
         self.context = context
+
+    @classmethod
+    def check_config(cls, config: Any) -> list[str]:
+        """Problems with a valid-looking config that its model cannot express, each a one-line
+        message. Called while the flow is validated (``flowpipe validate`` too), so it must
+        have no lasting effect; the native adapter probes its library's ``configure`` here."""
+        return []
 
     @classmethod
     def preflight(cls, config: Any) -> list[str]:

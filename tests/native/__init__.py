@@ -1,0 +1,1 @@
+"""Tests of native (C/C++) stage plugins."""
