@@ -214,7 +214,11 @@ def stages_show(registry: StageRegistry, type_name: str) -> None:
         click.echo(f"  acknowledges: {'yes' if info.stage_class.can_acknowledge() else 'no'}")
     for origin in info.shadowed:
         click.echo(f"  shadows: {origin}")
-    click.echo("  config:" + ("" if info.config_model.model_fields else " none"))
+    model = info.config_model
+    if model.model_config.get("extra") == "allow":  # native stages: their configure checks keys
+        click.echo("  config: any keys, checked by the stage itself when the flow is validated")
+    else:
+        click.echo("  config:" + ("" if model.model_fields else " none"))
     for line in _config_lines(info.config_model):
         click.echo(f"    {line}")
 
