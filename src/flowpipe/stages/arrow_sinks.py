@@ -1,0 +1,653 @@
+# ruff: noqa: I001  (pyarrow after .arrow, whose import error says how to install it)
+"""``csv_arrow_sink``, ``parquet_arrow_sink``, ``orc_arrow_sink``.
+
+Each writes ONE file across all the batches it receives (flow-pipe rewrote the file for every
+payload) and finishes it in ``close()``, which the runtime calls on every exit path: the file
+is complete after the job ends, after a SIGTERM drain and after a failure. Parquet and ORC
+files, which are only readable once their footer is written, are written under a hidden
+temporary name and renamed into place when complete. ``parquet_arrow_sink`` with
+``write_opts`` writes a (hive-partitioned) dataset directory instead.
+
+Records may be RecordBatches, Tables or Arrow IPC stream bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from pydantic import Field, field_validator, model_validator
+
+from flowpipe import Batch, Sink, StageConfig, StageContext
+
+from ._options import (
+    CommonOptions,
+    Compression,
+    ProtoEnum,
+    conflict,
+    local_path,
+    output_dir_problems,
+    output_file_problems,
+)
+from .arrow import formats, record_batches, stream_codec
+
+import pyarrow as pa
+
+__all__ = ["CsvArrowSink", "OrcArrowSink", "ParquetArrowSink"]
+
+
+class ArrowSinkConfig(StageConfig):
+    path: str = Field(description="file to write (replaced when the stage finishes)")
+    common: CommonOptions = Field(CommonOptions(), description="filesystem (local only) and compression")
+
+    _path = field_validator("path")(local_path)
+
+
+ConfigT = TypeVar("ConfigT", bound=ArrowSinkConfig)
+
+
+class _Writer:
+    """Where one sink worker's batches go; created on the first batch, which gives the schema."""
+
+    def write(self, part: pa.RecordBatch) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        raise NotImplementedError
+
+
+def _aside(path: Path) -> Path:
+    """Where a file that is unreadable until complete (Parquet, ORC) is written, before
+    ``os.replace`` moves it into place: readers never see a half-written file."""
+    return path.with_name(f".{path.name}.inprogress")
+
+
+class _ArrowSink(Sink[ConfigT]):
+    """Writes every incoming record batch through one :class:`_Writer`. Later batches must
+    have the first one's schema, or one that casts to it."""
+
+    #: False when several workers may write side by side (a dataset directory).
+    single_file = True
+
+    @classmethod
+    def preflight(cls, config: Any) -> list[str]:
+        return output_file_problems(config.path)
+
+    def open(self) -> None:
+        if self.single_file and self.context.worker_count > 1:
+            raise ValueError(f"{self.context.stage_type} writes one file: run it with threads: 1")
+        self._schema: pa.Schema | None = None
+        self._out: _Writer | None = None
+
+    def _writer(self, schema: pa.Schema) -> _Writer:
+        raise NotImplementedError
+
+    def consume_batch(self, batch: Batch) -> None:
+        for record in batch.data:
+            for part in record_batches(record):
+                if self._out is None:
+                    self._schema = part.schema
+                    self._out = self._writer(part.schema)
+                elif part.schema != self._schema:
+                    part = self._conform(part)
+                self._out.write(part)
+
+    def _conform(self, part: pa.RecordBatch) -> pa.RecordBatch:
+        try:
+            return part.cast(cast(pa.Schema, self._schema))
+        except (pa.ArrowException, ValueError) as error:
+            raise ValueError(
+                f"{self.config.path}: a batch's schema ({part.schema}) does not match the first one's "
+                f"({self._schema})"
+            ) from error
+
+    def close(self) -> None:
+        if self._out is None:
+            self.context.logger.warning(
+                "%s: no data received; %s not written", self.context.stage_name, self.config.path
+            )
+            return
+        self._out.finish()
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+
+class QuotingStyle(ProtoEnum):
+    __prefix__ = "quoting_style_"
+    NEEDED = "needed"
+    ALL_VALID = "all_valid"
+    NONE = "none"
+
+
+class CsvWriteOptions(StageConfig):
+    include_header: bool = Field(True, description="write the column names first (not when appending)")
+    batch_size: int = Field(1024, gt=0, description="rows converted at a time")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="field delimiter")
+    null_string: str = Field("", description="text of a null value")
+    eol: str = Field("\n", min_length=1, description="end of line")
+    quoting_style: QuotingStyle = Field(
+        QuotingStyle.NEEDED, description="QUOTING_STYLE_NEEDED/ALL_VALID/NONE"
+    )
+    quoting_header: QuotingStyle = Field(QuotingStyle.NEEDED, description="the same, for the header")
+
+
+class CsvSinkConfig(ArrowSinkConfig):
+    append: bool = Field(False, description="append to the file instead of replacing it")
+    write_options: CsvWriteOptions = Field(CsvWriteOptions(), description="Arrow CSV WriteOptions")
+
+    @model_validator(mode="after")
+    def _codec(self) -> CsvSinkConfig:
+        try:
+            stream_codec(self.common.compression, self.path)
+        except ValueError as error:
+            raise conflict(("common", "compression"), str(error), self.common.compression.name) from None
+        return self
+
+
+class CsvArrowSink(_ArrowSink[CsvSinkConfig]):
+    """Writes Arrow data to one CSV file (compressed by COMPRESSION_GZIP/ZSTD/… or by extension)."""
+
+    def _writer(self, schema: pa.Schema) -> _Writer:
+        return _CsvFile(self.config, schema)
+
+
+class _CsvFile(_Writer):
+    """Written in place: CSV is readable as it grows, and append must write in place."""
+
+    def __init__(self, config: CsvSinkConfig, schema: pa.Schema) -> None:
+        options = config.write_options
+        path = Path(config.path)
+        codec = stream_codec(config.common.compression, path)
+        appending = config.append and path.exists() and path.stat().st_size > 0
+        raw = pa.OSFile(str(path), "ab" if config.append else "wb")
+        self._stream = pa.CompressedOutputStream(raw, cast(Any, codec)) if codec else raw
+        csv = formats.csv
+        self._writer = csv.CSVWriter(
+            self._stream,
+            schema,
+            write_options=csv.WriteOptions(
+                include_header=options.include_header and not appending,
+                batch_size=options.batch_size,
+                delimiter=options.delimiter,
+                null_string=options.null_string,
+                eol=options.eol,
+                quoting_style=options.quoting_style.value,
+                quoting_header=options.quoting_header.value,
+            ),
+        )
+
+    def write(self, part: pa.RecordBatch) -> None:
+        self._writer.write_batch(part)
+
+    def finish(self) -> None:
+        self._writer.close()
+        self._stream.close()
+
+
+# --- Parquet ---------------------------------------------------------------------------------
+
+_PARQUET_CODECS = {
+    Compression.AUTO: "snappy",
+    Compression.UNCOMPRESSED: "none",
+    Compression.SNAPPY: "snappy",
+    Compression.GZIP: "gzip",
+    Compression.BROTLI: "brotli",
+    Compression.ZSTD: "zstd",
+    Compression.LZ4: "lz4",
+    Compression.LZ4_FRAME: "lz4",
+}
+
+
+def _parquet_codec(value: Compression | None) -> Compression | None:
+    if value is not None and value not in _PARQUET_CODECS:
+        raise ValueError(f"Parquet cannot use COMPRESSION_{value.name}")
+    return value
+
+
+class Encoding(ProtoEnum):
+    __prefix__ = "encoding_"
+    UNSPECIFIED = "unspecified"
+    PLAIN = "plain"
+    PLAIN_DICTIONARY = "plain_dictionary"
+    RLE = "rle"
+    BIT_PACKED = "bit_packed"
+    DELTA_BINARY_PACKED = "delta_binary_packed"
+    DELTA_LENGTH_BYTE_ARRAY = "delta_length_byte_array"
+    DELTA_BYTE_ARRAY = "delta_byte_array"
+    RLE_DICTIONARY = "rle_dictionary"
+    BYTE_STREAM_SPLIT = "byte_stream_split"
+
+    @property
+    def dictionary(self) -> bool:
+        return self in (Encoding.PLAIN_DICTIONARY, Encoding.RLE_DICTIONARY)
+
+
+class ParquetVersion(ProtoEnum):
+    __prefix__ = "parquet_version_"
+    UNSPECIFIED = "unspecified"
+    V1_0 = "1_0"
+    V2_6 = "2_6"
+
+
+class DataPageVersion(ProtoEnum):
+    __prefix__ = "data_page_version_"
+    UNSPECIFIED = "unspecified"
+    V1 = "v1"
+    V2 = "v2"
+
+
+class SortingColumn(StageConfig):
+    column_index: int = Field(ge=0, description="position of the column in the schema")
+    descending: bool = Field(False, description="sorted in descending order")
+    nulls_first: bool = Field(False, description="nulls sort first")
+
+
+class ColumnProperties(StageConfig):
+    dictionary_enabled: bool | None = Field(None, description="dictionary-encode this column")
+    statistics_enabled: bool | None = Field(None, description="write statistics for this column")
+    encoding: Encoding = Field(Encoding.UNSPECIFIED, description="ENCODING_* of this column")
+    compression: Compression | None = Field(None, description="COMPRESSION_* of this column")
+    compression_level: int | None = Field(None, description="codec level of this column")
+
+    _codec = field_validator("compression")(_parquet_codec)
+
+
+class CdcOptions(StageConfig):
+    min_chunk_size: int = Field(256 * 1024, gt=0, description="bytes")
+    max_chunk_size: int = Field(1024 * 1024, gt=0, description="bytes")
+    norm_level: int = Field(0, description="normalization level")
+
+
+def _encoding_conflicts(props: Any, loc: tuple[str, ...]) -> None:
+    if props.encoding is Encoding.BIT_PACKED:
+        raise conflict((*loc, "encoding"), "ENCODING_BIT_PACKED is deprecated and not written", "BIT_PACKED")
+    if _plain(props.encoding) and props.dictionary_enabled:
+        raise conflict(
+            (*loc, "dictionary_enabled"),
+            f"conflicts with encoding ENCODING_{props.encoding.name} (not a dictionary encoding)",
+            True,
+        )
+
+
+class WriterProperties(StageConfig):
+    dictionary_page_size_limit: int | None = Field(None, gt=0, description="bytes per dictionary page")
+    write_batch_size: int | None = Field(None, gt=0, description="rows written at a time")
+    max_row_group_length: int | None = Field(None, gt=0, description="most rows per row group")
+    data_page_size: int | None = Field(None, gt=0, description="bytes per data page")
+    max_rows_per_page: int | None = Field(None, gt=0, description="most rows per data page")
+    data_page_version: DataPageVersion = Field(DataPageVersion.UNSPECIFIED, description="V1 (default) or V2")
+    version: ParquetVersion = Field(
+        ParquetVersion.UNSPECIFIED, description="PARQUET_VERSION_1_0 or 2_6 (default)"
+    )
+    created_by: str | None = Field(None, description="not supported by pyarrow's writer")
+    store_decimal_as_integer: bool | None = Field(None, description="small decimals as INT32/INT64")
+    page_checksum_enabled: bool | None = Field(None, description="CRC of each page")
+    size_statistics_level: str | None = Field(None, description="not supported by pyarrow's writer")
+    dictionary_enabled: bool | None = Field(None, description="dictionary encoding (default true)")
+    statistics_enabled: bool | None = Field(None, description="column statistics (default true)")
+    page_index_enabled: bool | None = Field(None, description="write the page index")
+    encoding: Encoding = Field(Encoding.UNSPECIFIED, description="ENCODING_* of every column")
+    compression: Compression | None = Field(None, description="overrides common.compression")
+    compression_level: int | None = Field(None, description="codec level")
+    max_statistics_size: int | None = Field(None, description="not supported by pyarrow's writer")
+    sorting_columns: list[SortingColumn] = Field([], description="declared sort order of the data")
+    column_properties: dict[str, ColumnProperties] = Field({}, description="overrides by column name")
+    content_defined_chunking_enabled: bool | None = Field(None, description="content-defined page chunking")
+    content_defined_chunking_options: CdcOptions | None = Field(None, description="its chunk sizes")
+
+    _codec = field_validator("compression")(_parquet_codec)
+
+    @model_validator(mode="after")
+    def _supported(self) -> WriterProperties:
+        for name in ("created_by", "size_statistics_level", "max_statistics_size"):
+            if getattr(self, name) is not None:
+                raise conflict(
+                    (name,), "not supported by pyarrow's Parquet writer; remove it", getattr(self, name)
+                )
+        _encoding_conflicts(self, ())
+        for column, props in self.column_properties.items():
+            _encoding_conflicts(props, ("column_properties", column))
+        return self
+
+    def writer_options(self, common: Compression, names: list[str]) -> dict[str, Any]:
+        """Keyword arguments of ``pyarrow.parquet.ParquetWriter`` for columns ``names``."""
+        columns = self.column_properties
+
+        def per_column(attr: str, default: Any) -> dict[str, Any]:
+            base = getattr(self, attr)
+            base = default if base is None else base
+            return {n: v for n in names if (v := _column_value(columns, n, attr, base)) is not None}
+
+        codecs = per_column("compression", self.compression or common)
+        encodings = {
+            n: e.value.upper() for n, e in per_column("encoding", Encoding.UNSPECIFIED).items() if _plain(e)
+        }
+        dictionary = {
+            n: (n not in encodings if columns.get(n, ColumnProperties()).dictionary_enabled is None else v)
+            for n, v in per_column("dictionary_enabled", True).items()
+        }
+        options: dict[str, Any] = {
+            "compression": {n: _PARQUET_CODECS[c] for n, c in codecs.items()},
+            "use_dictionary": [n for n, on in dictionary.items() if on and n not in encodings],
+            "write_statistics": [n for n, on in per_column("statistics_enabled", True).items() if on],
+            "column_encoding": encodings or None,
+        }
+        levels = per_column("compression_level", None)
+        if levels:
+            options["compression_level"] = levels
+        if self.version is not ParquetVersion.UNSPECIFIED:
+            options["version"] = self.version.value.replace("_", ".")
+        if self.data_page_version is not DataPageVersion.UNSPECIFIED:
+            options["data_page_version"] = "1.0" if self.data_page_version is DataPageVersion.V1 else "2.0"
+        renamed = {
+            "dictionary_page_size_limit": "dictionary_pagesize_limit",
+            "write_batch_size": "write_batch_size",
+            "data_page_size": "data_page_size",
+            "max_rows_per_page": "max_rows_per_page",
+            "store_decimal_as_integer": "store_decimal_as_integer",
+            "page_checksum_enabled": "write_page_checksum",
+            "page_index_enabled": "write_page_index",
+        }
+        options.update({arg: getattr(self, f) for f, arg in renamed.items() if getattr(self, f) is not None})
+        if self.sorting_columns:
+            options["sorting_columns"] = [
+                formats.parquet.SortingColumn(s.column_index, s.descending, s.nulls_first)
+                for s in self.sorting_columns
+            ]
+        if self.content_defined_chunking_enabled:
+            cdc = self.content_defined_chunking_options
+            options["use_content_defined_chunking"] = cdc.model_dump() if cdc else True
+        return options
+
+
+def _plain(encoding: Encoding) -> bool:
+    return encoding is not Encoding.UNSPECIFIED and not encoding.dictionary
+
+
+def _column_value(columns: dict[str, ColumnProperties], name: str, attr: str, default: Any) -> Any:
+    value = getattr(columns[name], attr) if name in columns else None
+    if value is None or value is Encoding.UNSPECIFIED:
+        return default
+    return value
+
+
+class WriteOpts(StageConfig):
+    """A dataset (directory of files) instead of one file."""
+
+    basename_template: str = Field("part-{i}.parquet", description="file names; {i} counts files")
+    max_rows_per_file: int = Field(0, ge=0, description="start a new file after this many rows; 0 = no limit")
+    max_rows_per_group: int = Field(0, ge=0, description="most rows per row group; 0 = the writer's default")
+    max_partitions: int = Field(1024, gt=0, description="most partitions (directories) written")
+    partition_columns: list[str] = Field([], description="hive partitioning: one directory level per column")
+
+    @field_validator("basename_template")
+    @classmethod
+    def _counter(cls, value: str) -> str:
+        if "{i}" not in value:
+            raise ValueError("must contain {i}, the file counter")
+        return value
+
+    @model_validator(mode="after")
+    def _sizes(self) -> WriteOpts:
+        if self.max_rows_per_file and self.max_rows_per_group > self.max_rows_per_file:
+            raise conflict(
+                ("max_rows_per_group",), "cannot exceed max_rows_per_file", self.max_rows_per_group
+            )
+        return self
+
+
+class ParquetSinkConfig(ArrowSinkConfig):
+    path: str = Field(description="file to write; with write_opts, the dataset's directory")
+    row_group_size: int | None = Field(None, gt=0, description="rows per row group (default 1 Mi, or 24 MiB)")
+    write_opts: WriteOpts | None = Field(None, description="write a (partitioned) dataset directory")
+    writer_properties: WriterProperties = Field(WriterProperties(), description="Parquet writer settings")
+
+    @model_validator(mode="after")
+    def _codec(self) -> ParquetSinkConfig:
+        if self.writer_properties.compression is None and self.common.compression not in _PARQUET_CODECS:
+            raise conflict(
+                ("common", "compression"),
+                f"Parquet cannot use COMPRESSION_{self.common.compression.name}",
+                self.common.compression.name,
+            )
+        return self
+
+
+# A row group is written once this many rows, or bytes of Arrow data, are buffered. The writer
+# encodes a whole row group in memory: 24 MiB (~180 Ki lineitem rows) keeps a CSV -> Parquet
+# flow under 400 MB at a few percent more CPU than 64 MiB (benchmarks/README.md).
+_GROUP_ROWS = 1 << 20
+_GROUP_BYTES = 24 << 20
+
+
+class ParquetArrowSink(_ArrowSink[ParquetSinkConfig]):
+    """Writes Arrow data to one Parquet file, or to a partitioned dataset (write_opts)."""
+
+    @classmethod
+    def preflight(cls, config: Any) -> list[str]:
+        if config.write_opts is not None:
+            return output_dir_problems(config.path)
+        return output_file_problems(config.path)
+
+    def open(self) -> None:
+        self.single_file = self.config.write_opts is None
+        super().open()
+
+    def _writer(self, schema: pa.Schema) -> _Writer:
+        config = self.config
+        options = config.writer_properties.writer_options(config.common.compression, schema.names)
+        if config.write_opts is None:
+            return _ParquetFile(config, schema, options)
+        return _ParquetDataset(config, config.write_opts, schema, options, self.context)
+
+
+class _ParquetFile(_Writer):
+    """Buffers batches into row groups: ``write_table`` makes a row group of every call."""
+
+    def __init__(self, config: ParquetSinkConfig, schema: pa.Schema, options: dict[str, Any]) -> None:
+        self._path = Path(config.path)
+        self._group_rows = min(
+            config.row_group_size or _GROUP_ROWS, config.writer_properties.max_row_group_length or _GROUP_ROWS
+        )
+        self._writer = formats.parquet.ParquetWriter(str(_aside(self._path)), schema, **options)
+        self._buffer: list[pa.RecordBatch] = []
+        self._rows = self._bytes = 0
+
+    def write(self, part: pa.RecordBatch) -> None:
+        self._buffer.append(part)
+        self._rows += part.num_rows
+        self._bytes += part.nbytes
+        if self._rows >= self._group_rows or self._bytes >= _GROUP_BYTES:
+            self._flush(whole=self._bytes >= _GROUP_BYTES)
+
+    def _flush(self, whole: bool) -> None:
+        """Write full row groups (everything when ``whole``); keep the rest buffered."""
+        table = pa.Table.from_batches(self._buffer)
+        keep = 0 if whole else table.num_rows % self._group_rows
+        if table.num_rows > keep:
+            self._writer.write_table(table.slice(0, table.num_rows - keep), row_group_size=self._group_rows)
+        self._buffer = table.slice(table.num_rows - keep).to_batches() if keep else []
+        self._rows, self._bytes = keep, sum(b.nbytes for b in self._buffer)
+
+    def finish(self) -> None:
+        if self._buffer:
+            self._flush(whole=True)
+        self._writer.close()
+        os.replace(_aside(self._path), self._path)
+
+
+class _ParquetDataset(_Writer):
+    """Arrow's dataset writer, which wants all its input as one reader, runs on its own thread
+    fed through a small queue (a slow writer holds the stage back); it may keep several files
+    open, one per partition. Workers write side by side under distinct file names."""
+
+    def __init__(
+        self,
+        config: ParquetSinkConfig,
+        opts: WriteOpts,
+        schema: pa.Schema,
+        options: dict[str, Any],
+        context: StageContext,
+    ) -> None:
+        template = opts.basename_template
+        if context.worker_count > 1:
+            template = template.replace("{i}", f"w{context.worker_index}-{{i}}")
+        missing = [c for c in opts.partition_columns if c not in schema.names]
+        if missing:
+            raise KeyError(
+                f"partition columns {', '.join(missing)} not in the data: {', '.join(schema.names)}"
+            )
+        rows_per_group = opts.max_rows_per_group or config.row_group_size or _GROUP_ROWS
+        if opts.max_rows_per_file:
+            rows_per_group = min(rows_per_group, opts.max_rows_per_file)
+        self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(4)
+        self._error: BaseException | None = None
+        reader = pa.RecordBatchReader.from_batches(schema, iter(self._queue.get, None))
+        arguments = {
+            "format": "parquet",
+            "file_options": formats.dataset.ParquetFileFormat().make_write_options(**options),
+            "partitioning": opts.partition_columns or None,
+            "partitioning_flavor": "hive" if opts.partition_columns else None,
+            "basename_template": template,
+            "max_rows_per_file": opts.max_rows_per_file,
+            "max_rows_per_group": rows_per_group,
+            "min_rows_per_group": min(rows_per_group, _GROUP_ROWS // 8),
+            "max_partitions": opts.max_partitions,
+            "existing_data_behavior": "overwrite_or_ignore",
+        }
+        self._thread = threading.Thread(
+            target=self._write,
+            args=(reader, config.path, arguments),
+            name=f"{context.stage_name}-dataset-{context.worker_index}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _write(self, reader: pa.RecordBatchReader, path: str, arguments: dict[str, Any]) -> None:
+        try:
+            formats.dataset.write_dataset(reader, path, **arguments)
+        except BaseException as error:  # raised on the stage's thread by write() or finish()
+            self._error = error
+
+    def _hand_over(self, item: pa.RecordBatch | None) -> None:
+        while self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        self.finish()  # the writer stopped early: raise its error
+
+    def write(self, part: pa.RecordBatch) -> None:
+        self._hand_over(part)
+
+    def finish(self) -> None:
+        if self._thread.is_alive():
+            self._hand_over(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+# --- ORC -------------------------------------------------------------------------------------
+
+_ORC_CODECS = {
+    Compression.AUTO: "uncompressed",
+    Compression.UNCOMPRESSED: "uncompressed",
+    Compression.SNAPPY: "snappy",
+    Compression.GZIP: "zlib",
+    Compression.ZSTD: "zstd",
+    Compression.LZ4: "lz4",
+    Compression.LZ4_FRAME: "lz4",
+}
+
+
+class CompressionStrategy(ProtoEnum):
+    __prefix__ = "compression_strategy_"
+    SPEED = "speed"
+    COMPRESSION = "compression"
+
+
+class FileVersion(StageConfig):
+    major_version: int = Field(0, description="0")
+    minor_version: int = Field(12, description="11 or 12")
+
+
+class OrcWriteOptions(StageConfig):
+    batch_size: int = Field(1024, gt=0, description="rows the ORC writer handles at a time")
+    file_version: FileVersion = Field(FileVersion(), description="ORC format version, 0.11 or 0.12")
+    stripe_size: int = Field(64 << 20, gt=0, description="bytes per stripe")
+    compression: Compression | None = Field(None, description="overrides common.compression")
+    compression_block_size: int = Field(64 << 10, gt=0, description="bytes per compression block")
+    compression_strategy: CompressionStrategy = Field(
+        CompressionStrategy.SPEED, description="SPEED or COMPRESSION"
+    )
+    row_index_stride: int = Field(10000, gt=0, description="rows per row index entry")
+    padding_tolerance: float = Field(0.0, ge=0, description="stripe padding tolerance")
+    dictionary_key_size_threshold: float = Field(
+        0.0, ge=0, le=1, description="0 disables dictionary encoding"
+    )
+    bloom_filter_columns: list[int] = Field([], description="indices of the columns with a bloom filter")
+    bloom_filter_fpp: float = Field(0.05, gt=0, lt=1, description="bloom filter false-positive rate")
+
+    @field_validator("file_version")
+    @classmethod
+    def _version(cls, value: FileVersion) -> FileVersion:
+        if (value.major_version, value.minor_version) not in ((0, 11), (0, 12)):
+            raise ValueError("ORC file version must be 0.11 or 0.12")
+        return value
+
+
+class OrcSinkConfig(ArrowSinkConfig):
+    write_options: OrcWriteOptions = Field(OrcWriteOptions(), description="Arrow ORC writer options")
+
+    @model_validator(mode="after")
+    def _codec(self) -> OrcSinkConfig:
+        chosen = self.write_options.compression or self.common.compression
+        if chosen not in _ORC_CODECS:
+            loc = (
+                ("write_options", "compression")
+                if self.write_options.compression
+                else ("common", "compression")
+            )
+            raise conflict(loc, f"ORC cannot use COMPRESSION_{chosen.name}", chosen.name)
+        return self
+
+
+class OrcArrowSink(_ArrowSink[OrcSinkConfig]):
+    """Writes Arrow data to one ORC file."""
+
+    def _writer(self, schema: pa.Schema) -> _Writer:
+        return _OrcFile(self.config)
+
+
+class _OrcFile(_Writer):
+    def __init__(self, config: OrcSinkConfig) -> None:
+        options = config.write_options
+        version = options.file_version
+        self._path = Path(config.path)
+        self._writer = formats.orc.ORCWriter(
+            str(_aside(self._path)),
+            file_version=f"{version.major_version}.{version.minor_version}",
+            batch_size=options.batch_size,
+            stripe_size=options.stripe_size,
+            compression=_ORC_CODECS[options.compression or config.common.compression],
+            compression_block_size=options.compression_block_size,
+            compression_strategy=options.compression_strategy.value,
+            row_index_stride=options.row_index_stride,
+            padding_tolerance=options.padding_tolerance,
+            dictionary_key_size_threshold=options.dictionary_key_size_threshold,
+            bloom_filter_columns=options.bloom_filter_columns or None,
+            bloom_filter_fpp=options.bloom_filter_fpp,
+        )
+
+    def write(self, part: pa.RecordBatch) -> None:
+        self._writer.write(pa.Table.from_batches([part]))
+
+    def finish(self) -> None:
+        self._writer.close()
+        os.replace(_aside(self._path), self._path)

@@ -1,0 +1,462 @@
+"""``csv_arrow_source``, ``json_arrow_source``, ``parquet_arrow_source``, ``orc_arrow_source``.
+
+Each streams its input: one record batch in memory at a time per worker (flow-pipe read whole
+files in ``configure``). ``OUTPUT_TYPE_RECORD_BATCH`` emits one record per batch;
+``OUTPUT_TYPE_TABLE`` (the original's default) emits one table holding the worker's whole
+share, so its memory is that share. With ``threads: N`` the workers split the input — files,
+Parquet row groups, ORC stripes, or byte ranges of a plain CSV/JSON file cut at line
+boundaries — so every row is read exactly once.
+"""
+
+# ruff: noqa: I001  (pyarrow after .arrow, whose import error says how to install it)
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+from pydantic import Field, field_validator, model_validator
+
+from flowpipe import Batch, EndOfStream, Source, StageConfig
+
+from ._options import ColumnType, CommonOptions, OutputType, ProtoEnum, conflict, input_problems, local_path
+from ._split import input_files, line_ranges, lines_before, open_range
+from .arrow import arrow_type, emit, formats, stream_codec
+
+import pyarrow as pa
+
+__all__ = ["CsvArrowSource", "JsonArrowSource", "OrcArrowSource", "ParquetArrowSource"]
+
+
+class ArrowSourceConfig(StageConfig):
+    path: str = Field(description="file to read, or a directory: every matching file under it, in name order")
+    output_type: OutputType = Field(
+        OutputType.TABLE,
+        description="OUTPUT_TYPE_TABLE: one table per worker; OUTPUT_TYPE_RECORD_BATCH: streamed batches",
+    )
+    common: CommonOptions = Field(CommonOptions(), description="filesystem (local only) and compression")
+
+    _path = field_validator("path")(local_path)
+
+
+ConfigT = TypeVar("ConfigT", bound=ArrowSourceConfig)
+
+
+class _ArrowSource(Source[ConfigT]):
+    """Emits the record batches of :meth:`_read`, this worker's share of the input."""
+
+    @classmethod
+    def preflight(cls, config: Any) -> list[str]:
+        return input_problems(config.path)
+
+    def open(self) -> None:
+        self._batches = self._read()
+        self._done = False
+
+    def _read(self) -> Iterator[pa.RecordBatch]:
+        raise NotImplementedError
+
+    def produce_batch(self, limit: int) -> Batch:
+        if self.config.output_type is OutputType.RECORD_BATCH:
+            for batch in self._batches:
+                if batch.num_rows:
+                    return emit([batch])
+            raise EndOfStream
+        if self._done:
+            raise EndOfStream
+        self._done = True
+        batches = [b for b in self._batches if b.num_rows]
+        if not batches:
+            raise EndOfStream
+        return emit([pa.Table.from_batches(batches)])
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Errors raised while reading ``path`` name it (Arrow's messages often do not)."""
+    try:
+        yield
+    except (pa.ArrowException, OSError) as error:
+        if str(path) in str(error):
+            raise
+        raise type(error)(f"{path}: {error}") from error
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+
+def _one_char(value: str) -> str:
+    if len(value) != 1:
+        raise ValueError(f"must be exactly one character, got {value!r}")
+    return value
+
+
+class CsvReadOptions(StageConfig):
+    use_threads: bool = Field(False, description="parse each block with several threads (no line numbers)")
+    block_size: int = Field(1 << 20, gt=0, description="bytes per block; one record batch per block")
+    skip_rows: int = Field(0, ge=0, description="rows to skip before the column names")
+    skip_rows_after_names: int = Field(0, ge=0, description="rows to skip after the column names")
+    column_names: list[str] = Field([], description="column names; the first row is then data")
+    autogenerate_column_names: bool = Field(False, description="name the columns f0, f1, …")
+
+    @model_validator(mode="after")
+    def _names(self) -> CsvReadOptions:
+        if self.column_names and self.autogenerate_column_names:
+            raise conflict(
+                ("autogenerate_column_names",), "conflicts with column_names: give one or the other", True
+            )
+        return self
+
+
+class CsvParseOptions(StageConfig):
+    delimiter: str = Field(",", description="field delimiter (one character)")
+    quoting: bool = Field(True, description="values may be quoted")
+    quote_char: str = Field('"', description="quoting character")
+    double_quote: bool = Field(True, description="a doubled quote inside a quoted value is one quote")
+    escaping: bool = Field(False, description="values may use escape_char")
+    escape_char: str = Field("\\", description="escaping character")
+    newlines_in_values: bool = Field(
+        False, description="quoted values may hold newlines (no byte-range split)"
+    )
+    ignore_empty_lines: bool = Field(True, description="skip empty lines")
+
+    _chars = field_validator("delimiter", "quote_char", "escape_char")(_one_char)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CsvParseOptions:
+        if self.quoting and self.quote_char == self.delimiter:
+            raise conflict(("quote_char",), "must differ from the delimiter", self.quote_char)
+        return self
+
+
+class CsvConvertOptions(StageConfig):
+    check_utf8: bool = Field(True, description="check that string columns are valid UTF-8")
+    column_types: dict[str, ColumnType] = Field({}, description="types by column name; others inferred")
+    null_values: list[str] | None = Field(None, description="strings meaning null (Arrow's list by default)")
+    true_values: list[str] | None = Field(None, description="strings meaning true")
+    false_values: list[str] | None = Field(None, description="strings meaning false")
+    strings_can_be_null: bool = Field(False, description="null_values apply to string columns too")
+    quoted_strings_can_be_null: bool = Field(True, description="quoted values may be null")
+    auto_dict_encode: bool = Field(False, description="dictionary-encode string columns")
+    auto_dict_max_cardinality: int | None = Field(None, gt=0, description="limit for auto_dict_encode")
+    decimal_point: str = Field(".", description="decimal point character")
+    include_columns: list[str] = Field([], description="only these columns, in this order")
+    include_missing_columns: bool = Field(False, description="include_columns absent from the file are null")
+
+    _point = field_validator("decimal_point")(_one_char)
+
+    @model_validator(mode="after")
+    def _include(self) -> CsvConvertOptions:
+        if self.include_missing_columns and not self.include_columns:
+            raise conflict(("include_missing_columns",), "needs include_columns", True)
+        return self
+
+
+class CsvSourceConfig(ArrowSourceConfig):
+    read_options: CsvReadOptions = Field(CsvReadOptions(), description="Arrow CSV ReadOptions")
+    parse_options: CsvParseOptions = Field(CsvParseOptions(), description="Arrow CSV ParseOptions")
+    convert_options: CsvConvertOptions = Field(CsvConvertOptions(), description="Arrow CSV ConvertOptions")
+
+
+_COLUMN_NUMBER = re.compile(r"In CSV column #(\d+): ")
+_ROW_NUMBER = re.compile(r"Row #(\d+): ")
+
+
+class CsvArrowSource(_ArrowSource[CsvSourceConfig]):
+    """Streams CSV files (plain or compressed) as Arrow record batches."""
+
+    def _options(self) -> tuple[Any, Any, Any]:
+        read, parse, convert = (
+            self.config.read_options,
+            self.config.parse_options,
+            self.config.convert_options,
+        )
+        self._invalid: list[Any] = []
+        return (
+            formats.csv.ReadOptions(
+                use_threads=read.use_threads,
+                block_size=read.block_size,
+                skip_rows=read.skip_rows,
+                skip_rows_after_names=read.skip_rows_after_names,
+                column_names=read.column_names or None,
+                autogenerate_column_names=read.autogenerate_column_names,
+            ),
+            formats.csv.ParseOptions(
+                delimiter=parse.delimiter,
+                quote_char=parse.quote_char if parse.quoting else False,
+                double_quote=parse.double_quote,
+                escape_char=parse.escape_char if parse.escaping else False,
+                newlines_in_values=parse.newlines_in_values,
+                ignore_empty_lines=parse.ignore_empty_lines,
+                invalid_row_handler=self._invalid_row,
+            ),
+            formats.csv.ConvertOptions(
+                check_utf8=convert.check_utf8,
+                column_types={name: arrow_type(t) for name, t in convert.column_types.items()},
+                null_values=convert.null_values,
+                true_values=convert.true_values,
+                false_values=convert.false_values,
+                strings_can_be_null=convert.strings_can_be_null,
+                quoted_strings_can_be_null=convert.quoted_strings_can_be_null,
+                auto_dict_encode=convert.auto_dict_encode,
+                auto_dict_max_cardinality=convert.auto_dict_max_cardinality,
+                decimal_point=convert.decimal_point,
+                include_columns=convert.include_columns or None,
+                include_missing_columns=convert.include_missing_columns,
+            ),
+        )
+
+    def _invalid_row(self, row: Any) -> Literal["skip", "error"]:
+        self._invalid.append(row)  # reported with its file and line by _explain
+        return "error"
+
+    def _read(self) -> Iterator[pa.RecordBatch]:
+        config, context = self.config, self.context
+        files = input_files(config.path)
+        index, count = context.worker_index, context.worker_count
+        read, parse, convert = self._options()
+        if (
+            count > 1
+            and len(files) == 1
+            and stream_codec(config.common.compression, files[0]) is None
+            and not config.parse_options.newlines_in_values
+        ):
+            yield from self._read_range(files[0], read, parse, convert)
+            return
+        for path in files[index::count]:
+            codec = stream_codec(config.common.compression, path)
+            with _naming(path):
+                stream = _input_stream(path, codec)
+            yield from self._batches_of(path, 0, stream, read, parse, convert)
+
+    def _read_range(self, path: Path, read: Any, parse: Any, convert: Any) -> Iterator[pa.RecordBatch]:
+        """This worker's byte range of one plain file, typed as a single reader would type
+        the whole file (from its first block), so that every worker's batches agree."""
+        options = self.config.read_options
+        with self._explaining(path, 0, read, parse):
+            names = formats.csv.open_csv(str(path), read, parse, formats.csv.ConvertOptions()).schema.names
+            head = formats.csv.open_csv(str(path), read, parse, convert).schema
+        with path.open("rb") as handle:
+            skipped = options.skip_rows + options.skip_rows_after_names
+            skipped += 0 if options.column_names or options.autogenerate_column_names else 1
+            for _ in range(skipped):
+                handle.readline()
+            first = handle.tell()
+        start, end = line_ranges(path, first, self.context.worker_count)[self.context.worker_index]
+        if start == end:
+            return
+        range_read = formats.csv.ReadOptions(
+            use_threads=read.use_threads, block_size=read.block_size, column_names=names
+        )
+        convert.column_types = {field.name: field.type for field in head}
+        yield from self._batches_of(path, start, open_range(path, start, end), range_read, parse, convert)
+
+    def _batches_of(
+        self, path: Path, start: int, stream: Any, read: Any, parse: Any, convert: Any
+    ) -> Iterator[pa.RecordBatch]:
+        try:
+            with self._explaining(path, start, read, parse):
+                yield from formats.csv.open_csv(stream, read, parse, convert)
+        finally:
+            stream.close()
+
+    @contextlib.contextmanager
+    def _explaining(self, path: Path, start: int, read: Any, parse: Any) -> Iterator[None]:
+        try:
+            with _naming(path):
+                yield
+        except pa.ArrowInvalid as error:
+            raise self._explain(error, path, start, read, parse) from error
+
+    def _explain(self, error: Exception, path: Path, start: int, read: Any, parse: Any) -> Exception:
+        """The file and line of a malformed row or of a failed conversion, and its column."""
+        message = str(error).removeprefix(f"{path}: ")
+        if self._invalid:
+            row = self._invalid[-1]
+            line = f"{lines_before(path, start) + row.number}" if row.number else "?"
+            return pa.ArrowInvalid(
+                f"{path}:{line}: malformed CSV row: expected {row.expected_columns} columns, "
+                f"got {row.actual_columns}: {row.text!r}"
+            )
+        where = str(path)
+        if row_match := _ROW_NUMBER.search(message):  # known when parsing on one thread
+            where += f":{lines_before(path, start) + int(row_match.group(1))}"
+            message = message.replace(row_match.group(0), "")
+        if column := _COLUMN_NUMBER.search(message):
+            names = read.column_names or self._header(path, read, parse)
+            index = int(column.group(1))
+            name = f"'{names[index]}'" if index < len(names) else f"#{index}"
+            message = message.replace(column.group(0), f"column {name}: ")
+        return pa.ArrowInvalid(f"{where}: {message}")
+
+    @staticmethod
+    def _header(path: Path, read: Any, parse: Any) -> list[str]:
+        try:
+            names: list[str] = formats.csv.open_csv(str(path), read, parse).schema.names
+        except (pa.ArrowException, OSError):
+            return []
+        return names
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+
+class UnexpectedFieldBehavior(ProtoEnum):
+    __prefix__ = "unexpected_field_behavior_"
+    UNSPECIFIED = "unspecified"  # INFER_TYPE
+    INFER_TYPE = "infer_type"
+    IGNORE = "ignore"
+    ERROR = "error"
+
+
+_BEHAVIOUR: dict[UnexpectedFieldBehavior, Literal["ignore", "error", "infer"]] = {
+    UnexpectedFieldBehavior.UNSPECIFIED: "infer",
+    UnexpectedFieldBehavior.INFER_TYPE: "infer",
+    UnexpectedFieldBehavior.IGNORE: "ignore",
+    UnexpectedFieldBehavior.ERROR: "error",
+}
+
+
+class JsonReadOptions(StageConfig):
+    use_threads: bool = Field(False, description="parse each block with several threads")
+    block_size: int = Field(1 << 20, gt=0, description="bytes per block; one record batch per block")
+
+
+class JsonParseOptions(StageConfig):
+    explicit_schema: dict[str, ColumnType] = Field({}, description="types by field name; others inferred")
+    newlines_in_values: bool = Field(False, description="objects may span lines (no byte-range split)")
+    unexpected_field_behavior: UnexpectedFieldBehavior = Field(
+        UnexpectedFieldBehavior.INFER_TYPE,
+        description="fields outside explicit_schema: INFER_TYPE, IGNORE or ERROR",
+    )
+
+
+class JsonSourceConfig(ArrowSourceConfig):
+    read_options: JsonReadOptions = Field(JsonReadOptions(), description="Arrow JSON ReadOptions")
+    parse_options: JsonParseOptions = Field(JsonParseOptions(), description="Arrow JSON ParseOptions")
+
+
+class JsonArrowSource(_ArrowSource[JsonSourceConfig]):
+    """Streams line-delimited JSON files as Arrow record batches."""
+
+    def _read(self) -> Iterator[pa.RecordBatch]:
+        config, context = self.config, self.context
+        options = config.parse_options
+        schema = pa.schema([(name, arrow_type(t)) for name, t in options.explicit_schema.items()])
+        read = formats.json.ReadOptions(
+            use_threads=config.read_options.use_threads, block_size=config.read_options.block_size
+        )
+        parse = formats.json.ParseOptions(
+            explicit_schema=schema if len(schema) else None,
+            newlines_in_values=options.newlines_in_values,
+            unexpected_field_behavior=_BEHAVIOUR[options.unexpected_field_behavior],
+        )
+        files = input_files(config.path)
+        index, count = context.worker_index, context.worker_count
+        if (
+            count > 1
+            and len(files) == 1
+            and stream_codec(config.common.compression, files[0]) is None
+            and not options.newlines_in_values
+        ):
+            path = files[0]
+            with _naming(path):
+                head = formats.json.open_json(str(path), read, parse).schema
+            # A single reader fails on fields first seen after its first block: so do ranges.
+            parse.explicit_schema = head
+            if parse.unexpected_field_behavior == "infer":
+                parse.unexpected_field_behavior = "error"
+            start, end = line_ranges(path, 0, count)[index]
+            if start < end:
+                yield from self._batches_of(path, open_range(path, start, end), read, parse)
+            return
+        for path in files[index::count]:
+            with _naming(path):
+                stream = _input_stream(path, stream_codec(config.common.compression, path))
+            yield from self._batches_of(path, stream, read, parse)
+
+    @staticmethod
+    def _batches_of(path: Path, stream: Any, read: Any, parse: Any) -> Iterator[pa.RecordBatch]:
+        try:
+            with _naming(path):
+                yield from formats.json.open_json(stream, read, parse)
+        finally:
+            stream.close()
+
+
+# --- Parquet and ORC -------------------------------------------------------------------------
+
+
+class ColumnarSourceConfig(ArrowSourceConfig):
+    batch_size: int | None = Field(
+        None, gt=0, description="rows per record batch (the reader's default if unset)"
+    )
+    columns: list[str] = Field([], description="read only these columns (all by default)")
+
+
+class ParquetArrowSource(_ArrowSource[ColumnarSourceConfig]):
+    """Streams Parquet files as Arrow record batches, row group by row group.
+
+    A directory means the ``*.parquet`` files under it, hive partition columns included. Row
+    groups are dealt out to the workers in turn."""
+
+    def _read(self) -> Iterator[pa.RecordBatch]:
+        config, context = self.config, self.context
+        root = Path(config.path)
+        files = input_files(config.path, (".parquet",))
+        # Workers already decode in parallel; Arrow's own threads would only compete with them.
+        options: dict[str, Any] = {"use_threads": context.worker_count == 1}
+        if config.columns:
+            options["columns"] = config.columns
+        if config.batch_size:
+            options["batch_size"] = config.batch_size
+        mine = slice(context.worker_index, None, context.worker_count)
+        if root.is_file():  # the common case, without pyarrow.dataset's import cost
+            with _naming(root):
+                reader = formats.parquet.ParquetFile(str(root))
+                _check_columns(config.columns, reader.schema_arrow, root)
+            for group in range(reader.num_row_groups)[mine]:
+                with _naming(root):
+                    yield from reader.iter_batches(row_groups=[group], **options)
+            return
+        with _naming(root):
+            dataset = formats.dataset.dataset(
+                [str(f) for f in files], format="parquet", partitioning="hive", partition_base_dir=str(root)
+            )
+            _check_columns(config.columns, dataset.schema, root)
+            units = [part for fragment in dataset.get_fragments() for part in fragment.split_by_row_group()]
+        for unit in units[mine]:
+            with _naming(Path(unit.path)):
+                yield from unit.to_batches(schema=dataset.schema, **options)
+
+
+class OrcArrowSource(_ArrowSource[ColumnarSourceConfig]):
+    """Streams ORC files (a directory: ``*.orc`` under it), stripe by stripe."""
+
+    def _read(self) -> Iterator[pa.RecordBatch]:
+        config, context = self.config, self.context
+        units: list[tuple[Path, Any, int]] = []
+        for path in input_files(config.path, (".orc",)):
+            with _naming(path):
+                orc = formats.orc.ORCFile(str(path))
+                _check_columns(config.columns, orc.schema, path)
+            units += [(path, orc, stripe) for stripe in range(orc.nstripes)]
+        columns = config.columns or None
+        for path, orc, stripe in units[context.worker_index :: context.worker_count]:
+            with _naming(path):
+                batch = orc.read_stripe(stripe, columns=columns)
+            step = config.batch_size or batch.num_rows or 1
+            for offset in range(0, batch.num_rows, step):
+                yield batch.slice(offset, step)
+
+
+def _input_stream(path: Path, codec: str | None) -> Any:
+    return pa.input_stream(str(path), compression=cast(Any, codec))
+
+
+def _check_columns(columns: list[str], schema: pa.Schema, path: Path) -> None:
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise KeyError(f"{path}: no column {', '.join(missing)}; columns are: {', '.join(schema.names)}")

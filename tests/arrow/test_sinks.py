@@ -1,0 +1,221 @@
+"""The Arrow sinks: one file across batches, every compression, schemas kept, datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.dataset as pa_ds
+import pyarrow.orc as pa_orc
+import pyarrow.parquet as pa_pq
+import pytest
+from arrow_helpers import config_error, ids, make, preflight, sample_table
+
+from flowpipe import Batch
+from flowpipe.stages.arrow import from_ipc, to_ipc
+from flowpipe.stages.arrow_sinks import CsvArrowSink, OrcArrowSink, ParquetArrowSink
+
+
+def feed(
+    stage_class: type[Any], config: dict[str, Any], table: pa.Table, index: int = 0, workers: int = 1
+) -> None:
+    """Hand ``table`` to a sink in several batches, as RecordBatches, a Table and IPC bytes."""
+    sink = make(stage_class, config, index, workers)
+    parts = table.to_batches(max_chunksize=max(table.num_rows // 6, 1))
+    third = len(parts) // 3
+    sink.consume_batch(Batch(parts[:third]))
+    sink.consume_batch(Batch([pa.Table.from_batches(parts[third : 2 * third])]))
+    sink.consume_batch(Batch([to_ipc(pa.Table.from_batches(parts[2 * third :]))]))
+    sink.close()
+
+
+def test_ipc_helpers_round_trip() -> None:
+    table = sample_table(100)
+    assert from_ipc(to_ipc(table)).equals(table)
+    assert from_ipc(to_ipc(table.to_batches()[0])).equals(table)
+
+
+@pytest.mark.parametrize("codec", ["UNCOMPRESSED", "SNAPPY", "GZIP", "BROTLI", "ZSTD", "LZ4"])
+def test_parquet_round_trip_per_codec_keeps_schema(tmp_path: Path, codec: str) -> None:
+    table = sample_table()
+    path = tmp_path / "out.parquet"
+    feed(ParquetArrowSink, {"path": str(path), "common": {"compression": f"COMPRESSION_{codec}"}}, table)
+    assert pa_pq.read_table(path).equals(table)
+    metadata = pa_pq.ParquetFile(path).metadata
+    assert metadata.row_group(0).column(0).compression == codec
+    assert not list(tmp_path.glob(".*"))  # the temporary file was renamed into place
+
+
+@pytest.mark.parametrize("codec", ["UNCOMPRESSED", "SNAPPY", "GZIP", "ZSTD", "LZ4"])
+def test_orc_round_trip_per_codec(tmp_path: Path, codec: str) -> None:
+    table = sample_table().drop_columns(["amount", "at"])  # ORC keeps decimals and times its own way
+    path = tmp_path / "out.orc"
+    feed(OrcArrowSink, {"path": str(path), "write_options": {"compression": f"COMPRESSION_{codec}"}}, table)
+    orc = pa_orc.ORCFile(path)
+    assert orc.read().equals(table)
+    assert orc.compression == {"GZIP": "ZLIB"}.get(codec, codec)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".bz2", ".zst", ".lz4"])
+def test_csv_round_trip_per_codec_by_extension(tmp_path: Path, suffix: str) -> None:
+    table = sample_table().drop_columns(["at"])
+    path = tmp_path / f"out.csv{suffix}"
+    feed(CsvArrowSink, {"path": str(path)}, table)
+    convert = pa_csv.ConvertOptions(column_types=table.schema, strings_can_be_null=True)
+    read = pa_csv.read_csv(path, convert_options=convert)
+    assert read.equals(table)
+
+
+def test_csv_append_writes_one_header_and_write_options(tmp_path: Path) -> None:
+    table = sample_table(10).select(["id", "name"])
+    path = tmp_path / "out.csv"
+    config = {
+        "path": str(path),
+        "append": True,
+        "write_options": {
+            "delimiter": ";",
+            "null_string": "NULL",
+            "quoting_style": "QUOTING_STYLE_ALL_VALID",
+        },
+    }
+    feed(CsvArrowSink, config, table)
+    feed(CsvArrowSink, config, table)
+    lines = path.read_text().splitlines()
+    assert lines[0] == '"id";"name"' and len(lines) == 21
+    assert lines[1] == '"0";NULL' and lines[2] == '"1";"name-1"'
+
+
+def test_parquet_writer_properties(tmp_path: Path) -> None:
+    path = tmp_path / "out.parquet"
+    config = {
+        "path": str(path),
+        "row_group_size": 1000,
+        "writer_properties": {
+            "compression": "ZSTD",
+            "version": "PARQUET_VERSION_1_0",
+            "encoding": "ENCODING_PLAIN",
+            "column_properties": {
+                "price": {"encoding": "BYTE_STREAM_SPLIT", "compression": "COMPRESSION_GZIP"},
+                "group": {"dictionary_enabled": True, "encoding": "RLE_DICTIONARY"},
+            },
+            "sorting_columns": [{"column_index": 0}],
+            "statistics_enabled": False,
+        },
+    }
+    table = sample_table()
+    feed(ParquetArrowSink, config, table)
+    metadata = pa_pq.ParquetFile(path).metadata
+    assert metadata.format_version == "1.0" and metadata.num_row_groups == 5
+    columns = {
+        metadata.row_group(0).column(i).path_in_schema: metadata.row_group(0).column(i) for i in range(9)
+    }
+    assert columns["price"].compression == "GZIP" and "BYTE_STREAM_SPLIT" in columns["price"].encodings
+    assert columns["id"].compression == "ZSTD" and "PLAIN" in columns["id"].encodings
+    assert "PLAIN_DICTIONARY" in columns["group"].encodings and not columns["id"].is_stats_set
+    assert pa_pq.read_table(path).equals(table)
+
+
+def test_partitioned_dataset_from_two_workers(tmp_path: Path) -> None:
+    table = sample_table()
+    config = {
+        "path": str(tmp_path / "ds"),
+        "write_opts": {
+            "partition_columns": ["group"],
+            "max_rows_per_file": 400,
+            "basename_template": "f{i}.parquet",
+        },
+    }
+    halves = [table.slice(0, 2500), table.slice(2500)]
+    for index, half in enumerate(halves):
+        feed(ParquetArrowSink, config, half, index, workers=2)
+    files = sorted(p.relative_to(tmp_path / "ds").as_posix() for p in (tmp_path / "ds").rglob("*.parquet"))
+    assert files[0].startswith("group=g0/fw0-") and any("fw1-" in f for f in files)
+    assert all(pa_pq.read_metadata(tmp_path / "ds" / f).num_rows <= 400 for f in files)
+    read = pa_ds.dataset(tmp_path / "ds", partitioning="hive").to_table()
+    assert ids(read) == list(range(table.num_rows))
+
+
+def test_single_file_sink_refuses_threads(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="writes one file: run it with threads: 1"):
+        make(ParquetArrowSink, {"path": str(tmp_path / "x.parquet")}, 0, 2)
+
+
+def test_schema_change_mid_stream_fails_clearly(tmp_path: Path) -> None:
+    sink = make(ParquetArrowSink, {"path": str(tmp_path / "x.parquet")})
+    sink.consume_batch(Batch([pa.record_batch({"a": [1]})]))
+    with pytest.raises(ValueError, match="does not match the first one's"):
+        sink.consume_batch(Batch([pa.record_batch({"b": ["x"]})]))
+    sink.close()
+
+
+def test_sink_without_data_writes_nothing(tmp_path: Path) -> None:
+    make(OrcArrowSink, {"path": str(tmp_path / "x.orc")}).close()
+    assert not list(tmp_path.iterdir())
+
+
+def test_unwritable_outputs_fail_preflight(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no" / "dir" / "x.parquet")
+    assert f"directory {tmp_path / 'no' / 'dir'} does not exist" in preflight(
+        ParquetArrowSink, {"path": missing}
+    )
+    assert preflight(ParquetArrowSink, {"path": missing, "write_opts": {}}) == ""  # a dataset is created
+    assert "is a directory" in preflight(CsvArrowSink, {"path": str(tmp_path)})
+    (tmp_path / "file").write_text("")
+    assert "does not exist" in preflight(OrcArrowSink, {"path": str(tmp_path / "file" / "x.orc")})
+    assert "is not a directory" in preflight(
+        ParquetArrowSink, {"path": str(tmp_path / "file"), "write_opts": {}}
+    )
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() != 0:  # root may write anywhere
+        assert "permission denied" in preflight(OrcArrowSink, {"path": str(locked / "x.orc")})
+    assert "remote filesystems are not supported" in config_error(
+        ParquetArrowSink, {"path": "gs://b/x.parquet"}
+    )
+
+
+def test_bad_sink_configs_fail_validation(tmp_path: Path) -> None:
+    path = str(tmp_path / "x")
+    assert "Parquet cannot use COMPRESSION_LZO" in config_error(
+        ParquetArrowSink, {"path": path, "common": {"compression": "LZO"}}
+    )
+    assert "ORC cannot use COMPRESSION_BROTLI" in config_error(
+        OrcArrowSink, {"path": path, "write_options": {"compression": "BROTLI"}}
+    )
+    assert "cannot compress a text stream" in config_error(
+        CsvArrowSink, {"path": path, "common": {"compression": "SNAPPY"}}
+    )
+    assert "cannot exceed max_rows_per_file" in config_error(
+        ParquetArrowSink, {"path": path, "write_opts": {"max_rows_per_file": 10, "max_rows_per_group": 20}}
+    )
+    assert "must contain {i}" in config_error(
+        ParquetArrowSink, {"path": path, "write_opts": {"basename_template": "part.parquet"}}
+    )
+    assert "conflicts with encoding ENCODING_PLAIN" in config_error(
+        ParquetArrowSink,
+        {"path": path, "writer_properties": {"encoding": "PLAIN", "dictionary_enabled": True}},
+    )
+    assert "not supported by pyarrow" in config_error(
+        ParquetArrowSink, {"path": path, "writer_properties": {"created_by": "me"}}
+    )
+    assert "0.11 or 0.12" in config_error(
+        OrcArrowSink, {"path": path, "write_options": {"file_version": {"major_version": 1}}}
+    )
+
+
+def test_dataset_writer_errors_reach_the_stage(tmp_path: Path) -> None:
+    config = {
+        "path": str(tmp_path / "ds"),
+        "write_opts": {"partition_columns": ["group"], "max_partitions": 2},
+    }
+    with pytest.raises(pa.ArrowInvalid, match="exceeds the maximum of 2"):
+        feed(ParquetArrowSink, config, sample_table())
+    with pytest.raises(KeyError, match="partition columns nope not in the data"):
+        feed(
+            ParquetArrowSink,
+            {"path": str(tmp_path / "ds"), "write_opts": {"partition_columns": ["nope"]}},
+            sample_table(),
+        )

@@ -1,0 +1,204 @@
+"""The Arrow sources: every format, TABLE vs RECORD_BATCH, work split among threads, options."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.orc as pa_orc
+import pyarrow.parquet as pa_pq
+import pytest
+from arrow_helpers import as_table, config_error, drain, ids, make, preflight, sample_table
+
+from flowpipe import EndOfStream
+from flowpipe.stages.arrow_sources import CsvArrowSource, JsonArrowSource, OrcArrowSource, ParquetArrowSource
+
+
+def write_json(table: pa.Table, path: Path) -> None:
+    rows = table.select(["id", "name", "price", "flag"]).to_pylist()
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("output_type", ["OUTPUT_TYPE_TABLE", "OUTPUT_TYPE_RECORD_BATCH"])
+def test_every_format_reads_every_row_once(tmp_path: Path, workers: int, output_type: str) -> None:
+    table = sample_table()
+    pa_csv.write_csv(table.drop_columns(["at", "amount"]), tmp_path / "t.csv")
+    pa_pq.write_table(table, tmp_path / "t.parquet", row_group_size=700)
+    pa_orc.write_table(table.drop_columns(["amount"]), tmp_path / "t.orc", stripe_size=16_384)
+    write_json(table, tmp_path / "t.jsonl")
+    small = {"read_options": {"block_size": 16_384}}
+    cases: list[tuple[type[Any], str, dict[str, Any]]] = [
+        (CsvArrowSource, "t.csv", small),
+        (JsonArrowSource, "t.jsonl", small),
+        (ParquetArrowSource, "t.parquet", {}),
+        (OrcArrowSource, "t.orc", {"batch_size": 1000}),
+    ]
+    for stage, name, extra in cases:
+        config = {"path": str(tmp_path / name), "output_type": output_type, **extra}
+        records = drain(stage, config, workers)
+        if output_type == "OUTPUT_TYPE_TABLE":
+            assert len(records) == workers and all(isinstance(r, pa.Table) for r in records)
+        else:
+            assert len(records) > workers and all(isinstance(r, pa.RecordBatch) for r in records)
+        read = as_table(records)
+        assert ids(read) == list(range(table.num_rows)), name
+
+
+def test_parquet_and_orc_keep_the_schema(tmp_path: Path) -> None:
+    table = sample_table()
+    pa_pq.write_table(table, tmp_path / "t.parquet", row_group_size=1000)
+    assert (
+        as_table(drain(ParquetArrowSource, {"path": str(tmp_path / "t.parquet")}, 2))
+        .sort_by("id")
+        .equals(table)
+    )
+    orc_table = table.drop_columns(["amount", "at"])  # ORC reads timestamps back as ns
+    pa_orc.write_table(orc_table, tmp_path / "t.orc")
+    assert as_table(drain(OrcArrowSource, {"path": str(tmp_path / "t.orc")})).equals(orc_table)
+
+
+def test_parquet_columns_directory_and_hive_partitions(tmp_path: Path) -> None:
+    table = sample_table()
+    for group in ("g0", "g1"):
+        part = tmp_path / "ds" / f"group={group}"
+        part.mkdir(parents=True)
+        rows = table.filter(pc.equal(table["group"], pa.scalar(group))).drop_columns(["group"])
+        pa_pq.write_table(rows, part / "part-0.parquet", row_group_size=300)
+    (tmp_path / "ds" / "_SUCCESS").write_text("")
+    read = as_table(drain(ParquetArrowSource, {"path": str(tmp_path / "ds"), "columns": ["id", "group"]}, 2))
+    assert read.column_names == ["id", "group"]
+    assert ids(read) == [i for i in range(table.num_rows) if i % 4 < 2]
+    assert set(read.column("group").to_pylist()) == {"g0", "g1"}
+
+
+def test_csv_threads_split_byte_ranges_and_agree_on_types(tmp_path: Path) -> None:
+    # The last rows alone would infer other types: every worker must use the file head's.
+    lines = (
+        ["id,value,note"] + [f"{i},{i},x{i}" for i in range(3000)] + [f"{i},,{i}" for i in range(3000, 3100)]
+    )
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    records = drain(CsvArrowSource, {"path": str(tmp_path / "t.csv"), "output_type": "RECORD_BATCH"}, 4)
+    assert {r.schema for r in records} == {records[0].schema}
+    read = as_table(records)
+    assert ids(read) == list(range(3100))
+    assert read.schema.field("value").type == pa.int64()
+
+
+def test_csv_options_and_gzip_files_split_by_file(tmp_path: Path) -> None:
+    for part in range(3):
+        rows = "".join(f"{part * 10 + i};{'yes' if i % 2 else 'no'};{i}.5\n" for i in range(10))
+        with gzip.open(tmp_path / f"p{part}.csv.gz", "wt") as handle:
+            handle.write("# header to skip\n" + rows)
+    config = {
+        "path": str(tmp_path),
+        "read_options": {"skip_rows": 1, "column_names": ["id", "ok", "x"]},
+        "parse_options": {"delimiter": ";"},
+        "convert_options": {
+            "true_values": ["yes"],
+            "false_values": ["no"],
+            "column_types": {"id": {"type": "DATA_TYPE_INT32"}, "x": {"type": "FLOAT32"}},
+            "include_columns": ["x", "id", "ok"],
+        },
+    }
+    read = as_table(drain(CsvArrowSource, config, 2)).sort_by("id")
+    expected: list[tuple[str, pa.DataType]] = [("x", pa.float32()), ("id", pa.int32()), ("ok", pa.bool_())]
+    assert read.schema == pa.schema(expected)
+    assert read.column("id").to_pylist() == list(range(30))
+
+
+def test_json_explicit_schema(tmp_path: Path) -> None:
+    write_json(sample_table(100), tmp_path / "t.json")
+    config = {
+        "path": str(tmp_path / "t.json"),
+        "parse_options": {
+            "explicit_schema": {"id": {"type": "DATA_TYPE_INT32"}},
+            "unexpected_field_behavior": "UNEXPECTED_FIELD_BEHAVIOR_IGNORE",
+        },
+    }
+    read = as_table(drain(JsonArrowSource, config, 2))
+    assert read.schema == pa.schema([("id", pa.int32())]) and read.num_rows == 100
+
+
+def test_malformed_csv_row_names_file_and_line(tmp_path: Path) -> None:
+    lines = ["a,b"] + [f"{i},{i}" for i in range(2000)]
+    lines[1500] = "7"  # line 1501 of the file
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(lines) + "\n")
+    for workers in (1, 2):
+        with pytest.raises(
+            pa.ArrowInvalid, match=rf"{path}:1501: malformed CSV row: expected 2 columns, got 1"
+        ):
+            drain(CsvArrowSource, {"path": str(path), "read_options": {"block_size": 4096}}, workers)
+
+
+def test_csv_conversion_failure_names_file_line_and_column(tmp_path: Path) -> None:
+    lines = ["a,b"] + [f"{i},{i}" for i in range(2000)]
+    lines[1800] = "1799,x"  # line 1801, in the second worker's range
+    path = tmp_path / "conv.csv"
+    path.write_text("\n".join(lines) + "\n")
+    for workers in (1, 2):
+        config = {"path": str(path), "convert_options": {"column_types": {"b": {"type": "INT64"}}}}
+        with pytest.raises(pa.ArrowInvalid, match=rf"{path}:1801: column 'b': .*int64: invalid value 'x'"):
+            drain(CsvArrowSource, config, workers)
+
+
+def test_missing_input_and_bad_options_fail_validation(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.csv")
+    assert f"config.path: no such file or directory: {missing}" == preflight(
+        CsvArrowSource, {"path": missing}
+    )
+    assert preflight(CsvArrowSource, {"path": str(tmp_path)}) == ""
+    path = str(tmp_path)
+    assert "remote filesystems" in config_error(ParquetArrowSource, {"path": "s3://bucket/key"})
+    assert "FILE_SYSTEM_S3 is not supported" in config_error(
+        ParquetArrowSource, {"path": path, "common": {"filesystem": "FILE_SYSTEM_S3"}}
+    )
+    assert "conflicts with column_names" in config_error(
+        CsvArrowSource,
+        {"path": path, "read_options": {"column_names": ["a"], "autogenerate_column_names": True}},
+    )
+    assert "exactly one character" in config_error(
+        CsvArrowSource, {"path": path, "parse_options": {"delimiter": ";;"}}
+    )
+    assert "needs include_columns" in config_error(
+        CsvArrowSource, {"path": path, "convert_options": {"include_missing_columns": True}}
+    )
+    assert "needs decimal_precision" in config_error(
+        CsvArrowSource, {"path": path, "convert_options": {"column_types": {"a": {"type": "DECIMAL128"}}}}
+    )
+    assert "Input should be" in config_error(
+        CsvArrowSource, {"path": path, "output_type": "OUTPUT_TYPE_ROWS"}
+    )
+
+
+def test_empty_directory_and_unknown_column_fail_at_open(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    source = make(ParquetArrowSource, {"path": str(tmp_path / "empty")})
+    with pytest.raises(FileNotFoundError, match=r"no \.parquet files under"):
+        source.produce_batch(1)
+    pa_pq.write_table(sample_table(10), tmp_path / "t.parquet")
+    source = make(ParquetArrowSource, {"path": str(tmp_path / "t.parquet"), "columns": ["id", "nope"]})
+    with pytest.raises(KeyError, match="no column nope; columns are: id, small"):
+        source.produce_batch(1)
+
+
+def test_enum_forms_are_equivalent(tmp_path: Path) -> None:
+    path = str(tmp_path)
+    models = [
+        ParquetArrowSource.config_model.model_validate({"path": path, "output_type": form})
+        for form in ("OUTPUT_TYPE_RECORD_BATCH", "record_batch", "RECORD_BATCH", 1)
+    ]
+    assert len({m.model_dump_json() for m in models}) == 1
+
+
+def test_empty_share_ends_without_records(tmp_path: Path) -> None:
+    pa_pq.write_table(sample_table(10), tmp_path / "t.parquet")  # one row group for three workers
+    source = make(ParquetArrowSource, {"path": str(tmp_path / "t.parquet")}, index=2, workers=3)
+    with pytest.raises(EndOfStream):
+        source.produce_batch(1)

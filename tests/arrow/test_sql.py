@@ -1,0 +1,148 @@
+"""sql_transform: streaming vs blocking, equal to DuckDB's own answer, several workers, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+from arrow_helpers import as_table, config_error, job, make, sample_table
+
+from flowpipe import Batch, FlowSpecError, Payload
+from flowpipe.stages.sql import SqlTransform
+from flowpipe.testing import TestingSink, TestingSource, run_flow
+
+
+def duckdb_answer(sql: str, **tables: pa.Table) -> pa.Table:
+    con = duckdb.connect()
+    for name, table in tables.items():
+        con.register(name, table)
+    result: pa.Table = con.sql(sql).to_arrow_table()
+    return result
+
+
+def run_sql(config: dict[str, Any], table: pa.Table, workers: int = 1) -> tuple[list[Any], list[bool]]:
+    """Feed ``table`` (as batches of 500 rows, dealt out to the workers) to sql_transform
+    workers, as the runtime would; returns every output record and each worker's mode."""
+    stages = [make(SqlTransform, config, index, workers) for index in range(workers)]
+    out: list[Any] = []
+    for i, part in enumerate(table.to_batches(max_chunksize=500)):
+        batch = Batch([part])
+        batch.input = "t"
+        out.extend(stages[i % workers].process_batch(batch).data)
+    for stage in stages:
+        final = stage.finish()
+        out.extend(final.data if final else [])
+        stage.close()
+    return out, [bool(stage._streaming) for stage in stages]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize(
+    ("sql", "streaming"),
+    [
+        ("SELECT id, price * 2 AS double_price FROM t WHERE flag AND name IS NOT NULL", True),
+        ('SELECT "group", count(*) AS n, sum(amount) AS total FROM t GROUP BY ALL ORDER BY "group"', False),
+        ("SELECT sum(price) AS s FROM t WHERE day >= DATE '2024-06-01'", False),
+        ("SELECT id FROM t ORDER BY price DESC LIMIT 7", False),
+        ('SELECT id, rank() OVER (PARTITION BY "group" ORDER BY price) AS r FROM t ORDER BY id', False),
+        ("SELECT DISTINCT small FROM t ORDER BY small", False),
+    ],
+)
+def test_results_equal_duckdb(sql: str, streaming: bool, workers: int) -> None:
+    table = sample_table()
+    out, modes = run_sql({"sql": sql}, table, workers)
+    assert modes == [streaming] * workers
+    expected = duckdb_answer(sql, t=table)
+    got = as_table(out)
+    if streaming:  # batches come back in any order
+        got, expected = got.sort_by("id"), expected.sort_by("id")
+    assert got.equals(expected)
+
+
+def test_filter_and_columns_mode_streams() -> None:
+    table = sample_table()
+    config = {"filter": "small < 10", "columns": ["id", "price + 1 AS p"], "table": "t"}
+    out, modes = run_sql(config, table)
+    expected = duckdb_answer("SELECT id, price + 1 AS p FROM t WHERE small < 10", t=table)
+    assert modes == [True] and as_table(out).equals(expected)
+
+
+def test_forced_modes() -> None:
+    table = sample_table()
+    sql = "SELECT id FROM t WHERE small = 1"
+    out, modes = run_sql({"sql": sql, "mode": "MODE_BLOCKING"}, table)
+    assert modes == [False] and len(out) == 1 and out[0].num_rows == 50
+
+
+def test_two_named_inputs_join_in_a_flow() -> None:
+    orders = pa.table({"order_id": list(range(100)), "customer": [i % 7 for i in range(100)]})
+    items = pa.table({"order_id": [i % 100 for i in range(1000)], "price": [float(i) for i in range(1000)]})
+    sql = (
+        "SELECT customer, sum(price) AS total FROM items JOIN orders USING (order_id) "
+        "GROUP BY customer ORDER BY customer"
+    )
+    out: list[Payload] = []
+    flow = job(
+        f"""
+  - {{name: o, type: orders, output_queue: a}}
+  - {{name: i, type: items, output_queue: b, threads: 2}}
+  - name: q
+    type: datafusion_sql_transform
+    threads: 2
+    input_queues: [{{queue: a, table: orders}}, {{queue: b, table: items}}]
+    output_queue: c
+    config: {{sql: "{sql}"}}
+  - {{name: out, type: out, input_queue: c}}
+""",
+        queues="[{name: a, capacity: 4}, {name: b, capacity: 4}, {name: c, capacity: 4}]",
+    )
+    result = run_flow(
+        flow,
+        stages={
+            "orders": TestingSource.of(orders.to_batches(max_chunksize=10)),
+            "items": TestingSource.of(items.to_batches(max_chunksize=50)),
+            "out": TestingSink.into(out),
+        },
+    )
+    assert result.exit_code == 0, result.failure
+    assert as_table([p.data for p in out]).equals(duckdb_answer(sql, orders=orders, items=items))
+
+
+def test_unknown_column_fails_at_the_first_batch_with_engine_message() -> None:
+    stage = make(SqlTransform, {"sql": "SELECT nope FROM t"})
+    batch = Batch([sample_table(10).to_batches()[0]])
+    batch.input = "t"
+    with pytest.raises(ValueError, match=r'^stage: Binder Error: Referenced column "nope" not found'):
+        stage.process_batch(batch)
+    stage.close()
+
+
+def test_unknown_column_in_a_flow_exits_1_naming_the_stage() -> None:
+    flow = job(
+        """
+  - {name: src, type: src, output_queue: a}
+  - {name: query, type: sql_transform, input_queue: a, output_queue: b, config: {sql: "SELECT nope FROM a"}}
+  - {name: out, type: out, input_queue: b}
+"""
+    )
+    result = run_flow(flow, stages={"src": TestingSource.of([sample_table(5)]), "out": TestingSink.into([])})
+    assert result.exit_code == 1 and result.failure is not None
+    assert result.failure.stage_name == "query" and 'column "nope" not found' in str(result.failure)
+
+
+def test_bad_queries_fail_validation(tmp_path: Path) -> None:
+    assert "syntax error" in config_error(SqlTransform, {"sql": "SELEC 1"})
+    assert "expected one SELECT statement" in config_error(SqlTransform, {"sql": "SELECT 1; SELECT 2"})
+    assert "expected one SELECT" in config_error(SqlTransform, {"sql": "CREATE TABLE x (a INT)"})
+    assert "a query is required" in config_error(SqlTransform, {})
+    assert "give either sql or filter/columns" in config_error(
+        SqlTransform, {"sql": "SELECT 1", "filter": "a"}
+    )
+    assert "MODE_BLOCKING needs sql" in config_error(SqlTransform, {"filter": "a", "mode": "BLOCKING"})
+    with pytest.raises(FlowSpecError, match=r"config.sql: .*syntax error"):
+        run_flow(
+            job('  - {name: q, type: sql_transform, input_queue: a, output_queue: b, config: {sql: "SELEC"}}')
+        )
