@@ -174,3 +174,28 @@ def test_sdk_command_prints_the_locations() -> None:
     assert (cmake_dir / "flowpipeConfig.cmake").is_file()
     assert (include_dir / "flowpipe" / "stage_abi.h").is_file()
     assert (include_dir / "flowpipe" / "stage.h").is_file()
+
+
+def test_arrow_records_cross_to_a_native_stage_as_ipc_streams(plugins: Plugins) -> None:
+    import pyarrow as pa
+
+    from flowpipe import Payload
+    from flowpipe.stages.arrow import from_ipc
+    from flowpipe.testing import TestingSink, TestingSource, run_flow
+
+    table = pa.table({"n": [1, 2, 3], "s": ["a", "b", "c"]})
+    out: list[Payload] = []
+    result = run_flow(
+        f"""
+name: arrow-native
+execution: {{mode: job}}
+queues: [{{name: a, capacity: 8}}, {{name: b, capacity: 8}}]
+stages:
+  - {{name: src, type: src, output_queue: a}}
+  - {{name: mid, type: noop_stage, plugin: {plugins.path("noop_stage")}, input_queue: a, output_queue: b}}
+  - {{name: out, type: out, input_queue: b}}
+""",
+        stages={"src": TestingSource.of([table, table.to_batches()[0]]), "out": TestingSink.into(out)},
+    )
+    assert result.exit_code == 0
+    assert [from_ipc(p.data) for p in out] == [table, table]

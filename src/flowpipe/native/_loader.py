@@ -128,10 +128,24 @@ class _NativeSource(_NativeStage, Source[NativeConfig]):
         return Batch(data, metas)
 
 
+def _as_native_records(data: list[Any]) -> list[Any]:
+    """Records a native stage can take: Arrow record batches and tables cross the boundary as
+    Arrow IPC stream bytes (the format flow-pipe's Arrow plugins exchange); the rest as is."""
+    if not any(type(record).__module__.startswith("pyarrow") for record in data):
+        return data
+    from ..stages.arrow import to_ipc  # pyarrow is imported only when Arrow data shows up
+
+    return [to_ipc(r) if type(r).__module__.startswith("pyarrow") else r for r in data]
+
+
 class _NativeTransform(_NativeStage, Transform[NativeConfig]):
     def process_batch(self, batch: Batch) -> Batch:
         try:
-            data, metas = self._instance.process(batch.data, batch.metas, self.context.stopping)
+            try:
+                data, metas = self._instance.process(batch.data, batch.metas, self.context.stopping)
+            except TypeError:  # not bytes: convert what can be converted, else fail as before
+                records = _as_native_records(batch.data)
+                data, metas = self._instance.process(records, batch.metas, self.context.stopping)
         except _abi.NativeError as error:
             raise self._failure(error) from None
         self._after_call()
@@ -141,7 +155,10 @@ class _NativeTransform(_NativeStage, Transform[NativeConfig]):
 class _NativeSink(_NativeStage, Sink[NativeConfig]):
     def consume_batch(self, batch: Batch) -> None:
         try:
-            self._instance.consume(batch.data, batch.metas, self.context.stopping)
+            try:
+                self._instance.consume(batch.data, batch.metas, self.context.stopping)
+            except TypeError:
+                self._instance.consume(_as_native_records(batch.data), batch.metas, self.context.stopping)
         except _abi.NativeError as error:
             raise self._failure(error) from None
         self._after_call()
