@@ -7,6 +7,7 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
+command -v protoc >/dev/null || need+=(protobuf-compiler libprotobuf-dev)  # tests/native: configure(Struct)
 command -v dot >/dev/null || need+=(graphviz)  # flowpipe graph --format svg|png
 command -v redis-server >/dev/null || need+=(redis-server)  # tests/messaging; nats-server and Tansu: PyPI, dev extra
 command -v podman >/dev/null || need+=(podman)  # tests/deploy: build and run the runtime image

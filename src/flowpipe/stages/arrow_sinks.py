@@ -17,7 +17,8 @@ import os
 import queue
 import threading
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from abc import ABCMeta, abstractmethod
+from typing import Any, Protocol, TypeVar, cast
 
 from pydantic import Field, field_validator, model_validator
 
@@ -49,14 +50,12 @@ class ArrowSinkConfig(StageConfig):
 ConfigT = TypeVar("ConfigT", bound=ArrowSinkConfig)
 
 
-class _Writer:
+class _Writer(Protocol):
     """Where one sink worker's batches go; created on the first batch, which gives the schema."""
 
-    def write(self, part: pa.RecordBatch) -> None:
-        raise NotImplementedError
+    def write(self, part: pa.RecordBatch) -> None: ...
 
-    def finish(self) -> None:
-        raise NotImplementedError
+    def finish(self) -> None: ...
 
 
 def _aside(path: Path) -> Path:
@@ -65,7 +64,7 @@ def _aside(path: Path) -> Path:
     return path.with_name(f".{path.name}.inprogress")
 
 
-class _ArrowSink(Sink[ConfigT]):
+class _ArrowSink(Sink[ConfigT], metaclass=ABCMeta):
     """Writes every incoming record batch through one :class:`_Writer`. Later batches must
     have the first one's schema, or one that casts to it."""
 
@@ -82,8 +81,9 @@ class _ArrowSink(Sink[ConfigT]):
         self._schema: pa.Schema | None = None
         self._out: _Writer | None = None
 
+    @abstractmethod
     def _writer(self, schema: pa.Schema) -> _Writer:
-        raise NotImplementedError
+        """The writer of this sink's format, for batches of ``schema``."""
 
     def consume_batch(self, batch: Batch) -> None:
         for record in batch.data:

@@ -15,6 +15,7 @@ import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from abc import ABCMeta, abstractmethod
 from typing import Any, Literal, TypeVar, cast
 
 from pydantic import Field, field_validator, model_validator
@@ -44,7 +45,7 @@ class ArrowSourceConfig(StageConfig):
 ConfigT = TypeVar("ConfigT", bound=ArrowSourceConfig)
 
 
-class _ArrowSource(Source[ConfigT]):
+class _ArrowSource(Source[ConfigT], metaclass=ABCMeta):
     """Emits the record batches of :meth:`_read`, this worker's share of the input."""
 
     @classmethod
@@ -55,8 +56,9 @@ class _ArrowSource(Source[ConfigT]):
         self._batches = self._read()
         self._done = False
 
+    @abstractmethod
     def _read(self) -> Iterator[pa.RecordBatch]:
-        raise NotImplementedError
+        """This worker's share of the input, as record batches."""
 
     def produce_batch(self, limit: int) -> Batch:
         if self.config.output_type is OutputType.RECORD_BATCH:
