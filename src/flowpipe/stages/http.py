@@ -268,9 +268,21 @@ class HttpSource(Source[HttpSourceConfig]):
                 request.finish(False)
 
 
+# Refused bodies up to this size are read to their end first: a client still sending would
+# otherwise meet a reset connection instead of the answer. Larger ones: answer and close.
+_DRAIN_LIMIT = 64 << 20
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: Any
     protocol_version = "HTTP/1.1"  # keep-alive
+
+    def _refuse(self, status: int, reason: str, length: int) -> None:
+        remaining = length if length <= _DRAIN_LIMIT else 0
+        while remaining > 0 and (chunk := self.rfile.read(min(remaining, 1 << 16))):
+            remaining -= len(chunk)
+        self.close_connection = length > _DRAIN_LIMIT or remaining > 0
+        self._reply(status, reason)
 
     def do_POST(self) -> None:
         self._accept()
@@ -281,16 +293,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _accept(self) -> None:
         source: HttpSource = self.server.source
         config = source.config
-        if urlsplit(self.path).path != config.path:
-            self._reply(404, "Not Found")
-            return
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             self._reply(411, "Length Required")
+            self.close_connection = True  # where the body ends is unknown
+            return
+        if urlsplit(self.path).path != config.path:
+            self._refuse(404, "Not Found", int(length))
             return
         if int(length) > config.max_payload_size:
-            self._reply(413, "Payload Too Large")
-            self.close_connection = True  # the body was not read
+            self._refuse(413, "Payload Too Large", int(length))
             return
         request = source.offer(self.rfile.read(int(length)))
         if request is None:
