@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from flowpipe import Payload
+from flowpipe import Batch, EndOfStream, Payload, Source, StageConfig
 from flowpipe.testing import FlowResult, TestingSink, TestingSource, run_flow
 
 BIN = Path(sys.executable).parent
@@ -242,6 +242,52 @@ def report_crash(system: str, records: int, killed_after: int, out: Path) -> Non
         f"{system}: {records} messages, SIGKILL after {killed_after} had reached the sink, "
         f"{len(counts)} distinct delivered, {duplicates} duplicates"
     )
+
+
+def crash_and_restart(
+    system: str,
+    flow: Path,
+    plugin_dir: Path,
+    out: Path,
+    records: list[bytes],
+    settled: Callable[[], object] = lambda: True,
+) -> None:
+    """SIGKILL the streaming relay ``flow`` mid-stream, start it again, and check that every
+    record reached ``out`` at least once; ``settled`` (e.g. nothing left unacknowledged) must
+    hold before the second run is stopped. Duplicates go to the session summary."""
+    first = start_flow(flow, plugin_dir, flow.parent / "first.log")
+    eventually(lambda: len(lines(out)) >= 3000, what="the first run to be mid-stream")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    mid = len(lines(out))
+    assert mid < len(records), "killed too late to test anything"
+
+    second = start_flow(flow, plugin_dir, flow.parent / "second.log")
+    expected = {r.decode() for r in records}
+    eventually(lambda: set(lines(out)) >= expected, 60, "every message")
+    eventually(settled, 30, "every acknowledgement")
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0
+    report_crash(system, len(records), mid, out)
+    assert set(lines(out)) == expected
+
+
+def two_rounds(gate: threading.Event) -> type[Source[StageConfig]]:
+    """A source emitting b"round1", then, once ``gate`` is set, b"round2", then ending."""
+
+    class TwoRounds(Source[StageConfig]):
+        def open(self) -> None:
+            self.round = 0
+
+        def produce_batch(self, limit: int) -> Batch:
+            self.round += 1
+            if self.round == 2:
+                gate.wait(30)
+            if self.round > 2:
+                raise EndOfStream
+            return Batch([b"round%d" % self.round])
+
+    return TwoRounds
 
 
 def lines(path: Path) -> list[str]:

@@ -4,7 +4,6 @@ assign a partition; one test subscribes."""
 
 from __future__ import annotations
 
-import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from flowpipe import Payload
 from flowpipe.stages.kafka import KafkaSink, KafkaSinkConfig
 
-from .messaging_support import Server, eventually, free_port, lines, receive, report_crash, send, start_flow
+from .messaging_support import Server, crash_and_restart, eventually, free_port, receive, send
 
 
 def create_topic(server: Server, name: str, partitions: int = 1) -> None:
@@ -141,21 +140,8 @@ def test_sigkill_mid_stream_then_restart_delivers_every_message_at_least_once(
     flow = tmp_path / "relay.yaml"
     flow.write_text(CRASH_FLOW.format(brokers=kafka_server.address, out=out))
 
-    first = start_flow(flow, plugin_dir, tmp_path / "first.log")
-    eventually(lambda: len(lines(out)) >= 3000, what="the first run to be mid-stream")
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
-    mid = len(lines(out))
-    assert mid < len(records), "killed too late to test anything"
-
-    second = start_flow(flow, plugin_dir, tmp_path / "second.log")
-    expected = {r.decode() for r in records}
-    eventually(lambda: set(lines(out)) >= expected, 60, "every message")
-    second.send_signal(signal.SIGTERM)
-    assert second.wait(30) == 0
+    crash_and_restart("kafka (assigned partition)", flow, plugin_dir, out, records)
     assert committed(kafka_server, "relay", "crash") == len(records)  # the drain committed the rest
-    report_crash("kafka (assigned partition)", len(records), mid, out)
-    assert set(lines(out)) == expected
 
 
 def test_unreachable_broker_at_start_names_host_and_port(flowpipe: Any, write: Any) -> None:

@@ -20,13 +20,13 @@ from flowpipe.testing import FlowResult
 
 from .messaging_support import (
     Server,
+    crash_and_restart,
     eventually,
     free_port,
     in_thread,
     lines,
     nats_subscriptions,
     receive,
-    report_crash,
     send,
     start_flow,
 )
@@ -192,21 +192,14 @@ def test_sigkill_mid_stream_then_restart_delivers_every_message_at_least_once(
     flow = tmp_path / "relay.yaml"
     flow.write_text(JETSTREAM_FLOW.format(url=url, out=out))
 
-    first = start_flow(flow, plugin_dir, tmp_path / "first.log")
-    eventually(lambda: len(lines(out)) >= 3000, what="the first run to be mid-stream")
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
-    mid = len(lines(out))
-    assert mid < len(records), "killed too late to test anything"
-
-    second = start_flow(flow, plugin_dir, tmp_path / "second.log")
-    expected = {r.decode() for r in records}
-    eventually(lambda: set(lines(out)) >= expected, 60, "every message")
-    eventually(lambda: consumer_info(nats_server, "CRASH", "relay").num_ack_pending == 0, 30, "every ack")
-    second.send_signal(signal.SIGTERM)
-    assert second.wait(30) == 0
-    report_crash("nats jetstream (durable consumer)", len(records), mid, out)
-    assert set(lines(out)) == expected
+    crash_and_restart(
+        "nats jetstream (durable consumer)",
+        flow,
+        plugin_dir,
+        out,
+        records,
+        lambda: consumer_info(nats_server, "CRASH", "relay").num_ack_pending == 0,
+    )
 
 
 def test_unreachable_server_at_start_names_host_and_port(flowpipe: Any, write: Any) -> None:

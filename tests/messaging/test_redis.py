@@ -12,21 +12,22 @@ from typing import Any
 import pytest
 import redis
 
-from flowpipe import Batch, EndOfStream, Payload, Source, StageConfig
+from flowpipe import Payload
 from flowpipe.stages.redis import RedisStreamSource, RedisStreamSourceConfig
 from flowpipe.testing import FlowResult, run_flow
 
 from .messaging_support import (
     Server,
+    crash_and_restart,
     eventually,
     flow_text,
     free_port,
     in_thread,
     lines,
     receive,
-    report_crash,
     send,
     start_flow,
+    two_rounds,
 )
 
 
@@ -100,18 +101,6 @@ def test_reconnects_after_the_server_restarts(own_redis: Server, caplog: pytest.
     """A sink and a pub/sub source both lose the server mid-flow and carry on once it is back."""
     restarted = threading.Event()
 
-    class TwoRounds(Source[StageConfig]):
-        def open(self) -> None:
-            self.round = 0
-
-        def produce_batch(self, limit: int) -> Batch:
-            self.round += 1
-            if self.round == 2:
-                restarted.wait(30)
-            if self.round > 2:
-                raise EndOfStream
-            return Batch([b"round%d" % self.round])
-
     sink_done = threading.Event()
     out: list[Payload] = []
     results: list[FlowResult] = []
@@ -126,7 +115,7 @@ def test_reconnects_after_the_server_restarts(own_redis: Server, caplog: pytest.
         stream_flow = flow_text("rounds", {}, "redis_stream_sink", {"port": own_redis.port, "stream": "s"})
 
         def run_sink() -> None:
-            results.append(run_flow(stream_flow, stages={"rounds": TwoRounds}))
+            results.append(run_flow(stream_flow, stages={"rounds": two_rounds(restarted)}))
             sink_done.set()
 
         sink = in_thread(run_sink)
@@ -176,20 +165,14 @@ def test_sigkill_mid_stream_then_restart_delivers_every_entry_at_least_once(
     flow = tmp_path / "relay.yaml"
     flow.write_text(STREAMING.format(port=redis_server.port, stream="crash", consumer="c", claim=0, out=out))
 
-    first = start_flow(flow, plugin_dir, tmp_path / "first.log")
-    eventually(lambda: len(lines(out)) >= 3000, what="the first run to be mid-stream")
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
-    mid = len(lines(out))
-    assert mid < len(records), "killed too late to test anything"
-
-    second = start_flow(flow, plugin_dir, tmp_path / "second.log")
-    eventually(lambda: set(lines(out)) >= {r.decode() for r in records}, 60, "every entry")
-    eventually(lambda: r.xpending("crash", "g")["pending"] == 0, what="every entry acknowledged")
-    second.send_signal(signal.SIGTERM)
-    assert second.wait(30) == 0
-    report_crash("redis stream (consumer group)", len(records), mid, out)
-    assert set(lines(out)) == {r.decode() for r in records}
+    crash_and_restart(
+        "redis stream (consumer group)",
+        flow,
+        plugin_dir,
+        out,
+        records,
+        lambda: r.xpending("crash", "g")["pending"] == 0,
+    )
 
 
 def test_two_replicas_share_a_group_and_the_survivor_finishes(

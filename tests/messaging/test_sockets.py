@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from flowpipe import Batch, EndOfStream, Payload, Source, StageConfig
+from flowpipe import Payload
 from flowpipe.stages.sockets import TcpSource, TcpSourceConfig, UdpSource, UdpSourceConfig
 from flowpipe.testing import FlowResult, TestingSource, run_flow
 
-from .messaging_support import accepts, eventually, flow_text, free_port, in_thread, receive, send
+from .messaging_support import accepts, eventually, flow_text, free_port, in_thread, receive, send, two_rounds
 
 
 def udp_bound(port: int) -> bool:
@@ -97,23 +97,11 @@ def test_tcp_sink_refuses_a_record_with_a_newline_in_newline_framing() -> None:
 def test_tcp_sink_reconnects_when_the_receiver_closed_the_connection() -> None:
     released = threading.Event()
 
-    class TwoRounds(Source[StageConfig]):
-        def open(self) -> None:
-            self.round = 0
-
-        def produce_batch(self, limit: int) -> Batch:
-            self.round += 1
-            if self.round == 2:
-                released.wait(30)
-            if self.round > 2:
-                raise EndOfStream
-            return Batch([b"round%d" % self.round])
-
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         results: list[FlowResult] = []
         flow = flow_text("rounds", {}, "tcp_sink", {"port": port})
-        thread = in_thread(lambda: results.append(run_flow(flow, stages={"rounds": TwoRounds})))
+        thread = in_thread(lambda: results.append(run_flow(flow, stages={"rounds": two_rounds(released)})))
         first, _ = server.accept()
         assert first.recv(100) == b"round1\n"
         first.close()  # the receiver goes away; the sink's next batch needs a new connection
