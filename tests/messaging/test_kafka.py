@@ -107,8 +107,8 @@ def test_an_idle_topic_does_not_end_the_source_but_exit_on_idle_does(kafka_serve
 def test_subscribe_mode_joins_the_group(kafka_server: Server) -> None:
     create_topic(kafka_server, "sub", partitions=2)
     producer = Producer({"bootstrap.servers": kafka_server.address})
-    for i in range(100):
-        producer.produce("sub", b"s%d" % i)
+    for i in range(100):  # both partitions get records (unkeyed, the sticky partitioner may pick one)
+        producer.produce("sub", b"s%d" % i, partition=i % 2)
     assert producer.flush(10) == 0
     out: list[Payload] = []
     config = source_config(kafka_server, "sub", group_id="joiners", max_messages=100)
