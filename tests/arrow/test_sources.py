@@ -148,6 +148,32 @@ def test_csv_conversion_failure_names_file_line_and_column(tmp_path: Path) -> No
             drain(CsvArrowSource, config, workers)
 
 
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ('{"a": 7', r"JSON parse error: Missing a comma or '}' after an object member\."),
+        ('{"a": "seven"}', r"JSON parse error: Column\(/a\) changed from number to string"),
+    ],
+)
+def test_malformed_json_names_file_and_line(tmp_path: Path, bad: str, problem: str) -> None:
+    lines = [f'{{"a": {i}}}' for i in range(3000)]
+    lines[10] = ""  # blank lines hold no record but count as lines
+    lines[2500] = bad  # line 2501 of the file
+    path = tmp_path / "bad.json"
+    path.write_text("\n".join(lines) + "\n")
+    for workers in (1, 2):
+        config = {"path": str(path), "read_options": {"block_size": 4096}}
+        with pytest.raises(pa.ArrowInvalid, match=rf"^{path}:2501: {problem}$"):
+            drain(JsonArrowSource, config, workers)
+    gzipped = tmp_path / "bad.json.gz"
+    gzipped.write_bytes(gzip.compress(path.read_bytes()))
+    with pytest.raises(pa.ArrowInvalid, match=rf"^{gzipped}:2501: {problem}$"):
+        drain(JsonArrowSource, {"path": str(gzipped), "read_options": {"block_size": 4096}})
+    spanning = {"path": str(path), "parse_options": {"newlines_in_values": True}}
+    with pytest.raises(pa.ArrowInvalid, match=rf"^{path}: record 2500: {problem}$"):
+        drain(JsonArrowSource, spanning)
+
+
 def test_missing_input_and_bad_options_fail_validation(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.csv")
     assert f"config.path: no such file or directory: {missing}" == preflight(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,101 @@ def test_bad_queries_fail_validation(tmp_path: Path) -> None:
         run_flow(
             job('  - {name: q, type: sql_transform, input_queue: a, output_queue: b, config: {sql: "SELEC"}}')
         )
+
+
+def _feed_in_thread(stage: Any, batches: list[pa.RecordBatch]) -> None:
+    """Send ``batches`` to ``stage`` on another thread and wait for it (up to 60 s)."""
+    errors: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            for part in batches:
+                batch = Batch([part])
+                batch.input = "t"
+                stage.process_batch(batch)
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the feed blocked: the query did not read its input as it came"
+    if errors:
+        raise errors[0]
+
+
+def test_blocking_query_reads_its_input_as_it_arrives() -> None:
+    # 200 batches through a feed that holds 8: they all go in before finish() only if the query
+    # is already reading them.
+    table = sample_table(20_000)
+    sql = 'SELECT "group", sum(amount) AS total FROM t GROUP BY ALL ORDER BY "group"'
+    stage = make(SqlTransform, {"sql": sql, "table": "t"})
+    _feed_in_thread(stage, table.to_batches(max_chunksize=100))
+    assert sum(feed.qsize() for feed in stage._query._feeds.values()) <= 8  # no more than it holds
+    final = stage.finish()
+    stage.close()
+    assert final is not None and as_table(final.data).equals(duckdb_answer(sql, t=table))
+
+
+def test_query_that_stops_reading_early_takes_the_rest_of_the_input() -> None:
+    table = sample_table(20_000)
+    stage = make(SqlTransform, {"sql": "SELECT id FROM t LIMIT 5", "table": "t"})
+    _feed_in_thread(stage, table.to_batches(max_chunksize=100))
+    final = stage.finish()
+    stage.close()
+    assert final is not None
+    got = as_table(final.data).column("id").to_pylist()
+    assert len(got) == 5 and set(got) <= set(range(20_000))
+
+
+def test_batches_of_another_schema_are_cast_or_named() -> None:
+    first = pa.record_batch({"x": pa.array([1, 2], pa.int64())})
+    narrower = pa.record_batch({"x": pa.array([3], pa.int32())})
+    stage = make(SqlTransform, {"sql": "SELECT sum(x) AS s FROM t", "table": "t"})
+    _feed_in_thread(stage, [first, narrower])
+    final = stage.finish()
+    stage.close()
+    assert final is not None and as_table(final.data).column("s").to_pylist() == [6]
+
+    words = pa.record_batch({"x": pa.array(["three"])})
+    stage = make(SqlTransform, {"sql": "SELECT sum(x) AS s FROM t", "table": "t"})
+    _feed_in_thread(stage, [first, words])
+    with pytest.raises(
+        ValueError, match=r"^stage: .*input 't': a batch's schema \(x: string\) does not match"
+    ):
+        stage.finish()
+    stage.close()
+
+
+def test_query_failing_on_late_data_exits_1_naming_the_stage() -> None:
+    good = [pa.record_batch({"s": pa.array([str(i)] * 100)}) for i in range(50)]
+    bad = pa.record_batch({"s": pa.array(["not a number"])})
+    flow = job(
+        """
+  - {name: src, type: src, output_queue: a}
+  - {name: total, type: sql_transform, input_queue: a, output_queue: b,
+     config: {sql: "SELECT sum(CAST(s AS INTEGER)) AS n FROM a"}}
+  - {name: out, type: out, input_queue: b}
+"""
+    )
+    result = run_flow(flow, stages={"src": TestingSource.of([*good, bad]), "out": TestingSink.into([])})
+    assert result.exit_code == 1 and result.failure is not None
+    assert result.failure.stage_name == "total" and "not a number" in str(result.failure)
+
+
+def test_failure_upstream_stops_a_running_blocking_query() -> None:
+    batches = sample_table(20_000).to_batches(max_chunksize=100)
+    flow = job(
+        """
+  - {name: src, type: src, output_queue: a}
+  - {name: total, type: sql_transform, input_queue: a, output_queue: b,
+     config: {sql: "SELECT count(*) AS n FROM a"}}
+  - {name: out, type: out, input_queue: b}
+"""
+    )
+    out: list[Payload] = []
+    records = [*batches, TestingSource.FAIL]
+    result = run_flow(flow, stages={"src": TestingSource.of(records), "out": TestingSink.into(out)})
+    assert result.exit_code == 1 and result.failure is not None
+    assert result.failure.stage_name == "src" and out == []
+    assert "total-sql" not in [thread.name for thread in threading.enumerate()]  # the query stopped

@@ -57,9 +57,18 @@ def test_tcp_over_a_unix_socket_and_an_unterminated_last_line(tmp_path: Path) ->
     path = str(tmp_path / "s.sock")
     out: list[Payload] = []
     thread, results = start_source("tcp_source", {"unix_socket_path": path, "max_messages": 3}, out)
-    eventually(lambda: Path(path).exists(), what="the unix socket")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.connect(path)
+    clients: list[socket.socket] = []
+
+    def connected() -> bool:  # the socket file exists during the preflight check already
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if client.connect_ex(path) == 0:
+            clients.append(client)
+            return True
+        client.close()
+        return False
+
+    eventually(connected, what="tcp_source to listen on the unix socket")
+    with clients[0] as client:
         client.sendall(b"a\nb\nc")  # the sender closes without a final newline
     thread.join(20)
     assert results[0].exit_code == 0
@@ -102,6 +111,9 @@ def test_tcp_sink_reconnects_when_the_receiver_closed_the_connection() -> None:
         results: list[FlowResult] = []
         flow = flow_text("rounds", {}, "tcp_sink", {"port": port})
         thread = in_thread(lambda: results.append(run_flow(flow, stages={"rounds": two_rounds(released)})))
+        probe, _ = server.accept()  # the preflight check: connects, sends nothing
+        assert probe.recv(100) == b""
+        probe.close()
         first, _ = server.accept()
         assert first.recv(100) == b"round1\n"
         first.close()  # the receiver goes away; the sink's next batch needs a new connection

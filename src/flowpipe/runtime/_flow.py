@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from ..sdk import Source, Stage, StageConfig, StageContext, StageFailed, StageKind
+from ._formats import admission
 from ._instrument import Instrument
 from ._plan import FlowPlan, StagePlan
 from ._queue import DEFAULT_MAX_BYTES, BatchQueue, InputReader
@@ -53,7 +54,9 @@ class FlowRun:
         self.instruments = tuple(instruments)
         self.log = logging.getLogger(f"flowpipe.{plan.name}")
         self.queues = {
-            name: BatchQueue(name, cap, max_bytes=queue_max_bytes)
+            name: BatchQueue(
+                name, cap, max_bytes=queue_max_bytes, admit=admission(name, plan.queue_formats.get(name))
+            )
             for name, cap in plan.queue_capacities.items()
         }
         self.stats = [StageStats(stage) for stage in plan.stages]
@@ -225,6 +228,7 @@ class FlowRun:
                 stage_type=stage.info.type_name,
                 worker_index=index,
                 worker_count=stage.threads,
+                inputs=tuple(name for name, _ in stage.inputs),
                 stop=self.stopping,
                 logger=logging.getLogger(f"flowpipe.{self.plan.name}.{stage.name}"),
                 request_stop=self.request_stop,

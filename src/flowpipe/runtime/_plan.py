@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from ..registry import StageInfo, StageRegistry, resolve
 from ..sdk import FlowSpecError, PluginError, Problem, StageConfig, StageKind
-from ..spec import ObservabilityConfig, ParsedFlow, StageSpec
+from ..spec import InMemorySchemaFormat, ObservabilityConfig, ParsedFlow, StageSpec
+from ._formats import missing_library
 
 __all__ = ["FlowPlan", "StagePlan", "plan_flow"]
 
@@ -44,6 +45,7 @@ class FlowPlan:
     job: bool
     stages: tuple[StagePlan, ...]
     queue_capacities: dict[str, int]
+    queue_formats: dict[str, InMemorySchemaFormat] = field(default_factory=dict)  # declared ones
     debug: bool = False
     warnings: tuple[Problem, ...] = ()
     version: int = 0
@@ -93,6 +95,17 @@ def plan_flow(parsed: ParsedFlow, registry: StageRegistry, *, preflight: bool = 
                 realtime_priority=stage.realtime_priority,
             )
         )
+    for index, queue in enumerate(spec.queues):
+        format = queue.schema.format if queue.schema is not None else None
+        install = missing_library(format)
+        if format is not None and install:
+            problems.append(
+                parsed.problem(
+                    ("queues", index, "schema", "format"),
+                    f"queue '{queue.name}': schema.format {format.name} needs a library not installed",
+                    install,
+                )
+            )
     if preflight and not any(not p.warning for p in problems):
         for index, plan in zip(stage_indexes, stages, strict=True):
             label = f"stage '{plan.name}' ({plan.info.type_name})"
@@ -108,6 +121,7 @@ def plan_flow(parsed: ParsedFlow, registry: StageRegistry, *, preflight: bool = 
         job=spec.is_job,
         stages=tuple(stages),
         queue_capacities={q.name: q.capacity for q in spec.queues},
+        queue_formats={q.name: q.schema.format for q in spec.queues if q.schema is not None},
         debug=bool(spec.observability and spec.observability.debug),
         warnings=tuple(problems),
         version=spec.version,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..sdk import Batch
 from ._acks import carry
@@ -39,6 +39,7 @@ class BatchQueue:
         "_not_empty",
         "_not_full",
         "_producers",
+        "admit",
         "blocked_ns",
         "capacity",
         "dequeued",
@@ -49,13 +50,19 @@ class BatchQueue:
     )
 
     def __init__(
-        self, name: str, capacity: int, producers: int = 0, max_bytes: int = DEFAULT_MAX_BYTES
+        self,
+        name: str,
+        capacity: int,
+        producers: int = 0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        admit: Callable[[Batch], None] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"queue '{name}': capacity must be ≥ 1, got {capacity}")
         self.name = name
         self.capacity = capacity
         self.max_bytes = max_bytes
+        self.admit = admit  # the queue's format check (_formats.py), run on each batch put
         # Statistics, updated under the queue's lock once per batch.
         self.enqueued = 0  # records
         self.dequeued = 0
@@ -92,6 +99,8 @@ class BatchQueue:
 
     def put(self, batch: Batch) -> bool:
         """Enqueue, blocking while full. False once the queue was aborted (batch dropped)."""
+        if self.admit is not None:
+            self.admit(batch)
         if len(batch) > self.capacity:
             return self._put_split(batch)
         size, nbytes = len(batch), batch.nbytes or 0

@@ -75,6 +75,7 @@ class StageContext:
         "_stop",
         "_wake",
         "flow_name",
+        "inputs",
         "logger",
         "stage_name",
         "stage_type",
@@ -90,6 +91,7 @@ class StageContext:
         stage_type: str,
         worker_index: int = 0,
         worker_count: int = 1,
+        inputs: tuple[str, ...] = (),
         stop: threading.Event | None = None,
         logger: logging.Logger | None = None,
         request_stop: Callable[[str], None] | None = None,
@@ -99,6 +101,9 @@ class StageContext:
         self.stage_type = stage_type
         self.worker_index = worker_index
         self.worker_count = worker_count
+        self.inputs = inputs
+        """The names a batch's ``input`` takes, in the flow's order: each ``input_queues``
+        entry's ``table`` (else its queue), or the ``input_queue``; empty for a source."""
         self._stop = stop if stop is not None else threading.Event()
         self._wake = threading.Event()  # set on a stop request and when acknowledgements are ready
         self._on_request_stop = request_stop

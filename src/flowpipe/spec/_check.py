@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator
 from typing import NamedTuple
 
+from ._enums import InMemorySchemaFormat
 from ._model import DEFAULT_CAPACITY, FlowSpec, StageSpec
 from ._text import suggest
 from ._yaml import Loc, dotted
@@ -109,6 +110,13 @@ def _stages(spec: FlowSpec) -> Iterator[Finding]:
             )
 
 
+# The formats the runtime enforces on a queue's records (runtime/_formats.py).
+_CHECKED_FORMATS = (
+    InMemorySchemaFormat.IN_MEMORY_SCHEMA_FORMAT_UNSPECIFIED,
+    InMemorySchemaFormat.IN_MEMORY_SCHEMA_FORMAT_ARROW,
+)
+
+
 def _queues(spec: FlowSpec) -> Iterator[Finding]:
     for i, queue in enumerate(spec.queues):
         label = f"queue '{queue.name}'" if queue.name else "unnamed queue"
@@ -123,6 +131,13 @@ def _queues(spec: FlowSpec) -> Iterator[Finding]:
                 ("queues", i, "schema"),
                 f"{label}: schema is given without a schema_id",
                 "set schema.schema_id, or remove schema",
+            )
+        if queue.schema is not None and queue.schema.format not in _CHECKED_FORMATS:
+            yield Finding(
+                ("queues", i, "schema", "format"),
+                f"{label}: records are not checked against schema.format {queue.schema.format.name}",
+                "only IN_MEMORY_SCHEMA_FORMAT_ARROW is enforced; the records pass as they are",
+                warning=True,
             )
 
 

@@ -352,6 +352,7 @@ class WriterProperties(StageConfig):
             "page_checksum_enabled": "write_page_checksum",
             "page_index_enabled": "write_page_index",
         }
+        options["dictionary_pagesize_limit"] = _DICTIONARY_PAGE_BYTES
         options.update({arg: getattr(self, f) for f, arg in renamed.items() if getattr(self, f) is not None})
         if self.sorting_columns:
             options["sorting_columns"] = [
@@ -421,6 +422,10 @@ class ParquetSinkConfig(ArrowSinkConfig):
 # encodes a whole row group in memory: 24 MiB (~180 Ki lineitem rows) keeps a CSV -> Parquet
 # flow under 400 MB at a few percent more CPU than 64 MiB (benchmarks/README.md).
 _GROUP_ROWS = 1 << 20
+# Arrow's 1 MiB default dictionary page makes a column of many distinct values (keys, prices,
+# free text) build a large dictionary before falling back to plain encoding: 128 KiB halved the
+# writer's CPU on TPC-H lineitem and gave a smaller file (benchmarks/README.md).
+_DICTIONARY_PAGE_BYTES = 128 << 10
 _GROUP_BYTES = 24 << 20
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from functools import partial
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from abc import ABCMeta, abstractmethod
 from typing import Any, Literal, TypeVar, cast
@@ -372,20 +373,62 @@ class JsonArrowSource(_ArrowSource[JsonSourceConfig]):
                 parse.unexpected_field_behavior = "error"
             start, end = line_ranges(path, 0, count)[index]
             if start < end:
-                yield from self._batches_of(path, open_range(path, start, end), read, parse)
+                yield from self._batches_of(path, partial(open_range, path, start, end), start, read, parse)
             return
         for path in files[index::count]:
-            with _naming(path):
-                stream = _input_stream(path, stream_codec(config.common.compression, path))
-            yield from self._batches_of(path, stream, read, parse)
+            codec = stream_codec(config.common.compression, path)
+            yield from self._batches_of(path, partial(_input_stream, path, codec), 0, read, parse)
 
-    @staticmethod
-    def _batches_of(path: Path, stream: Any, read: Any, parse: Any) -> Iterator[pa.RecordBatch]:
+    def _batches_of(
+        self, path: Path, open_stream: Callable[[], Any], start: int, read: Any, parse: Any
+    ) -> Iterator[pa.RecordBatch]:
+        """The batches of one stream, which holds ``path`` from byte ``start`` on."""
+        with _naming(path):
+            stream = open_stream()
+        rows = 0
         try:
             with _naming(path):
-                yield from formats.json.open_json(stream, read, parse)
+                try:
+                    for batch in formats.json.open_json(stream, read, parse):
+                        rows += batch.num_rows
+                        yield batch
+                except pa.ArrowInvalid as error:
+                    raise self._located(error, path, open_stream, start, rows) from None
         finally:
             stream.close()
+
+    def _located(
+        self, error: pa.ArrowInvalid, path: Path, open_stream: Callable[[], Any], start: int, rows: int
+    ) -> pa.ArrowInvalid:
+        """Arrow's error with the file and line of its record: Arrow counts rows in a block."""
+        message = str(error)
+        found = re.search(r" in row (\d+)$", message)
+        if found is None:
+            return error
+        record = rows + int(found[1])  # 0-based, blank lines not counted
+        problem = message[: found.start()]
+        if self.config.parse_options.newlines_in_values:  # records span lines: count records
+            return pa.ArrowInvalid(f"{path}: record {record + 1}: {problem}")
+        line = lines_before(path, start) + _line_of_record(open_stream(), record)
+        return pa.ArrowInvalid(f"{path}:{line}: {problem}")
+
+
+def _line_of_record(stream: Any, record: int) -> int:
+    """The line (from 1) of the ``record``-th non-blank line (from 0); for error messages only."""
+    seen = line = 0
+    tail = b""
+    try:
+        while chunk := stream.read(1 << 20):
+            *lines, tail = (tail + chunk).split(b"\n")
+            for text in lines:
+                line += 1
+                if text.strip():
+                    if seen == record:
+                        return line
+                    seen += 1
+        return line + 1  # the last line, without a newline
+    finally:
+        stream.close()
 
 
 # --- Parquet and ORC -------------------------------------------------------------------------

@@ -12,10 +12,11 @@ Each input is a table: the ``table`` of its ``input_queues`` entry, else the que
 
 - **streaming**: on each incoming batch alone, its result sent on at once. Right for queries
   that look at one row at a time: filters, projections, computed columns.
-- **blocking**: once, in ``finish()``, over the whole input; needed by aggregates, joins,
-  ORDER BY, DISTINCT, LIMIT, window functions. The input is held in memory as Arrow data
-  (read only the columns you need at the source). With ``threads: N`` the N workers collect
-  into one shared input and the last one to finish runs the query once.
+- **blocking**: once over the whole input, its result sent on when the input ends; needed by
+  aggregates, joins, ORDER BY, DISTINCT, LIMIT, window functions. The query starts with the
+  first batches and reads the input as a stream while it arrives (see ``_BlockingQuery``): an
+  aggregate holds its running state, not the input; a sort or a join holds what DuckDB needs.
+  With ``threads: N`` the N workers feed one query.
 
 ``mode: MODE_AUTO`` (default) picks streaming when DuckDB's plan of the query over the first
 batch holds only scans, filters and projections, blocking otherwise (and for several inputs). ``filter`` and
@@ -24,7 +25,9 @@ batch holds only scans, filters and projections, blocking otherwise (and for sev
 
 from __future__ import annotations
 
+import functools
 import json
+import queue
 import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -86,9 +89,16 @@ class SqlConfig(StageConfig):
         return f'SELECT {", ".join(self.columns) or "*"} FROM "{table}"{where}'
 
 
+@functools.cache
+def _database() -> duckdb.DuckDBPyConnection:
+    """The process's one DuckDB database. Opening a database takes ~40 ms; a cursor on it is a
+    connection of its own (its own registered tables, interruptible alone) and costs nothing."""
+    return duckdb.connect()
+
+
 def _check_syntax(sql: str) -> None:
     try:
-        statements = duckdb.connect().extract_statements(sql)
+        statements = _database().cursor().extract_statements(sql)
     except duckdb.Error as error:
         raise ValueError(str(error)) from None
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
@@ -106,17 +116,133 @@ def _operators(plan: Any) -> Iterator[str]:
         yield from _operators(node.get("children", ()))
 
 
-class _Collected:
-    """The whole input of a blocking query, shared by the stage's workers."""
+_END = object()  # closes a feed
 
-    def __init__(self) -> None:
+
+class _BlockingQuery:
+    """A blocking query, run once on its own thread over the stage's whole input as it arrives.
+
+    Each input table is an Arrow stream that DuckDB pulls from a feed the workers fill, so DuckDB
+    aggregates while the sources still read and holds its own state (sums, hash tables), not the
+    input. The query starts once every input has sent a batch (a table's schema is its first
+    batch's). One input's feed is bounded: a slow query holds the flow back. Several inputs' feeds
+    are not, because DuckDB picks the order it reads them in (a join builds one side before it
+    probes the other). The workers of a stage (``threads: N``) share one query."""
+
+    def __init__(self, sql: str, tables: tuple[str, ...], stage: str) -> None:
         self.lock = threading.Lock()
-        self.tables: dict[str, list[pa.RecordBatch]] = {}
-        self.finished = 0
+        self._sql, self._tables, self._stage = sql, tables, stage
+        self._pending: dict[str, list[pa.RecordBatch]] = {}
+        self._feeds: dict[str, queue.Queue[Any]] = {}
+        self._ended: set[str] = set()  # feeds whose _END the query has read
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._thread: threading.Thread | None = None
+        self._result: pa.Table | None = None
+        self._error: BaseException | None = None
+        self._aborted = False
+        self.finished = 0  # workers done
+
+    def feed(self, table: str, parts: list[pa.RecordBatch]) -> None:
+        with self.lock:
+            if self._thread is None:
+                self._pending.setdefault(table, []).extend(parts)
+                if self._pending.keys() >= set(self._tables):
+                    self._start()
+                return
+            feed = self._feeds.get(table)
+        self._raise_error()
+        if feed is None:
+            raise ValueError(f"{self._stage}: input {table!r} is not one of {', '.join(self._tables)}")
+        for part in parts:
+            feed.put(part)
+
+    def _start(self) -> None:
+        """Register each table as a stream and start the query (lock held)."""
+        self._db = db = _database().cursor()
+        bounded = len(self._pending) == 1
+        for table, parts in self._pending.items():
+            feed: queue.Queue[Any] = queue.Queue(8 if bounded else 0)
+            self._feeds[table] = feed
+            reader = pa.RecordBatchReader.from_batches(parts[0].schema, self._stream(table, parts, feed))
+            db.register(table, reader)
+        self._pending = {}
+        self._thread = threading.Thread(target=self._run, name=f"{self._stage}-sql", daemon=True)
+        self._thread.start()
+
+    def _stream(
+        self, table: str, first: list[pa.RecordBatch], feed: queue.Queue[Any]
+    ) -> Iterator[pa.RecordBatch]:
+        schema = first[0].schema
+        part: Any
+        for part in first:
+            yield _conform(part, schema, table)
+        while (part := feed.get()) is not _END:
+            if self._aborted:
+                raise RuntimeError("stopped")
+            yield _conform(part, schema, table)
+        self._ended.add(table)
+
+    def _run(self) -> None:
+        assert self._db is not None
+        try:
+            self._result = self._db.sql(self._sql).to_arrow_table()
+        except BaseException as error:
+            self._error = error
+        # The query may stop reading early (LIMIT, a failure): take what the workers still send.
+        for table, feed in self._feeds.items():
+            if table not in self._ended:
+                while feed.get() is not _END:
+                    pass
+
+    def _raise_error(self) -> None:
+        if self._error is not None and not self._aborted:
+            raise ValueError(f"{self._stage}: {self._error}") from self._error
+
+    def result(self) -> pa.Table | None:
+        """Close the feeds and wait for the query: its result, None if no input came."""
+        with self.lock:
+            if self._thread is None:
+                if not self._pending:
+                    return None
+                self._start()  # an input sent nothing: DuckDB names the missing table
+        self._close()
+        self._raise_error()
+        return self._result
+
+    def abort(self) -> None:
+        """Stop the query (the flow stopped or failed); idempotent."""
+        with self.lock:
+            if self._aborted or self._thread is None:
+                self._aborted = True
+                return
+            self._aborted = True
+        assert self._db is not None
+        self._db.interrupt()
+        self._close()
+
+    def _close(self) -> None:
+        assert self._thread is not None and self._db is not None
+        for feed in self._feeds.values():
+            feed.put(_END)
+        self._thread.join()
+        self._db.close()
 
 
-# Blocking inputs by (flow, stage): the workers of one stage share one.
-_SHARED: dict[tuple[str, str], _Collected] = {}
+def _conform(part: pa.RecordBatch, schema: pa.Schema, table: str) -> pa.RecordBatch:
+    """``part`` with the table's schema: DuckDB reads a stream's batches by its schema alone."""
+    if part.schema.equals(schema):
+        return part
+    try:
+        return part.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as error:
+        raise ValueError(
+            f"input {table!r}: a batch's schema ({part.schema}) does not match its first batch's"
+            f" ({schema}) and cannot be cast to it: {error}"
+        ) from None
+
+
+# Blocking queries by (flow, stage): the workers of one stage share one.
+_SHARED: dict[tuple[str, str], _BlockingQuery] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -129,14 +255,17 @@ class SqlTransform(Transform[SqlConfig]):
     named_inputs: ClassVar[bool] = True
 
     def open(self) -> None:
-        context = self.context
+        config, context = self.config, self.context
         self._key = (context.flow_name, context.stage_name)
-        self._db = duckdb.connect()
+        self._db = _database().cursor()
         self._streaming: bool | None = None  # decided on the first batch (MODE_AUTO)
         self._bound = False
         self._finished = False
+        tables = (config.table,) if config.table else context.inputs or ("input",)
         with _SHARED_LOCK:
-            self._shared = _SHARED.setdefault(self._key, _Collected())
+            self._query = _SHARED.setdefault(
+                self._key, _BlockingQuery(config.sql, tables, context.stage_name)
+            )
 
     def _table(self, batch: Batch) -> str:
         return self.config.table or batch.input or "input"
@@ -152,13 +281,10 @@ class SqlTransform(Transform[SqlConfig]):
             self._db.register(table, pa.Table.from_batches(parts))
             result = self._run(self.config.query(table))
             return emit([result]) if result.num_rows else Batch([])
-        shared = self._shared
-        with shared.lock:
-            first = table not in shared.tables
-            shared.tables.setdefault(table, []).extend(parts)
-        if first and not self._bound:  # a query that cannot bind fails now, not at the end
+        if not self._bound:  # a query that cannot bind fails now, not at the end
             self._db.register(table, parts[0])
             self._bound = self._plan() is not None
+        self._query.feed(table, parts)
         return Batch([])
 
     def _decide(self, table: str, first: pa.RecordBatch) -> bool:
@@ -194,22 +320,22 @@ class SqlTransform(Transform[SqlConfig]):
 
     def finish(self) -> Batch | None:
         self._finished = True
-        shared = self._shared
-        with shared.lock:
-            shared.finished += 1
-            last = shared.finished == self.context.worker_count
+        query = self._query
+        with query.lock:
+            query.finished += 1
+            last = query.finished == self.context.worker_count
         if last:
             with _SHARED_LOCK:
                 _SHARED.pop(self._key, None)
-        # Only the last worker to finish has every batch: it alone runs a blocking query.
-        if self._streaming or not last or not shared.tables:
+        # The last worker to finish closes the input: it alone has the query's result.
+        if self._streaming or not last:
             return None
-        for table, parts in shared.tables.items():
-            self._db.register(table, pa.Table.from_batches(parts))
-        return emit([self._run(self.config.sql)])
+        result = query.result()
+        return None if result is None else emit([result])
 
     def close(self) -> None:
         if not self._finished:  # stopped or failed: drop what was read
+            self._query.abort()
             with _SHARED_LOCK:
                 _SHARED.pop(self._key, None)
         self._db.close()
