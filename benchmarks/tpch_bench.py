@@ -9,7 +9,9 @@ each run as the flow in ``flows/`` (``flowpipe run``), and in the same run with 
 Polars and PySpark ``local[2]`` (skipped with a message when pyspark or Java is missing), every
 one in its own process. Reports the median wall time, peak RSS of the process tree (psutil,
 sampled every 20 ms) and MB/s of input, and checks every result against DuckDB's. The queries
-are read from the flow files, so every engine runs the same SQL.
+are read from the flow files, so every engine runs the same SQL. For the queries, ``imports``
+is a process that only imports what a query flow imports and exits: the fixed cost under every
+flow's wall time.
 
 ``engines`` compares DuckDB and DataFusion inside one process on Arrow tables, the choice the
 ``sql_transform`` stage rests on.
@@ -31,7 +33,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -59,12 +60,14 @@ class Measure:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
+    work: list[float] = field(default_factory=list)  # seconds after start-up
     valid: str = ""
 
 
-def run_measured(command: list[str], cwd: Path) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds and peak RSS (MB) of the process tree of ``command``; raises
-    on failure. CPU time is the figure least disturbed by other load on the machine."""
+def run_measured(command: list[str], cwd: Path) -> tuple[float, float, float, float]:
+    """Wall seconds, CPU seconds, peak RSS (MB) of the process tree of ``command``, and the
+    seconds of its work after start-up (what it reports on stderr); raises on failure. CPU time
+    is the figure least disturbed by other load on the machine."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -92,7 +95,9 @@ def run_measured(command: list[str], cwd: Path) -> tuple[float, float, float]:
         raise RuntimeError(f"{command[0]} exited {proc.returncode}:\n{errors[-3000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return wall, cpu, peak / 2**20
+    # flowpipe logs "job finished: … in 0.286 s"; the engine scripts print "work: 0.123 s".
+    work = re.findall(r"(?:job finished: .* in|^work:) ([0-9.]+) s$", errors, re.MULTILINE)
+    return wall, cpu, peak / 2**20, float(work[-1]) if work else math.nan
 
 
 def generate(scale: float, data: Path) -> None:
@@ -136,8 +141,18 @@ def flow_sql(workload: str) -> str:
     return str(next(s["config"]["sql"] for s in flow["stages"] if "sql" in s.get("config", {})))
 
 
+# What a query flow imports before it reads a byte, then an exit without teardown as `flowpipe`
+# does: the fixed cost under every flow's wall time.
+IMPORTS_ONLY = (
+    "import os, flowpipe.cli, flowpipe.runtime, flowpipe.spec, flowpipe.stages.arrow_sources,"
+    " flowpipe.stages.arrow_sinks, flowpipe.stages.sql, pyarrow.parquet; os._exit(0)"
+)
+
+
 def engine_script(engine: str, workload: str, data: Path, out: Path) -> str:
     """Python source doing ``workload`` with ``engine``, writing ``out/<engine>-<workload>``."""
+    if engine == "imports":
+        return IMPORTS_ONLY
     target = str(out / f"{engine}-{workload}.parquet")
     tables = {t: str(data / f"{t}.parquet") for t in TABLES[workload]}
     csv = str(data / "lineitem.csv")
@@ -150,19 +165,19 @@ def engine_script(engine: str, workload: str, data: Path, out: Path) -> str:
                 query = query.replace(f"FROM {name}", f"FROM '{path}' AS {name}")
                 query = query.replace(f"JOIN {name}", f"JOIN '{path}' AS {name}")
         copy = f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION snappy)"
-        return f"import duckdb\nduckdb.connect().execute({copy!r})\n"
+        return _timed("import duckdb\n", f"duckdb.connect().execute({copy!r})\n")
     if engine == "polars":
         if workload == "csv":
-            return (
-                f"import polars as pl\npl.scan_csv({csv!r}).sink_parquet({target!r}, compression='snappy')\n"
+            return _timed(
+                "import polars as pl\n",
+                f"pl.scan_csv({csv!r}).sink_parquet({target!r}, compression='snappy')\n",
             )
         frames = ", ".join(f"{name}=pl.scan_parquet({path!r})" for name, path in tables.items())
-        return textwrap.dedent(
-            f"""\
-            import polars as pl
-            ctx = pl.SQLContext({frames})
-            ctx.execute({flow_sql(workload)!r}).collect().write_parquet({target!r}, compression='snappy')
-            """
+        return _timed(
+            "import polars as pl\n",
+            f"ctx = pl.SQLContext({frames})\n"
+            f"ctx.execute({flow_sql(workload)!r}).collect()"
+            f".write_parquet({target!r}, compression='snappy')\n",
         )
     session = (
         "from pyspark.sql import SparkSession\n"
@@ -171,16 +186,21 @@ def engine_script(engine: str, workload: str, data: Path, out: Path) -> str:
     )
     if workload == "csv":
         read = f"df = spark.read.csv({csv!r}, header=True, inferSchema=True)\n"
-        return (
-            session
-            + read
-            + f"df.write.mode('overwrite').option('compression', 'snappy').parquet({target!r})\n"
-        )
+        write = f"df.write.mode('overwrite').option('compression', 'snappy').parquet({target!r})\n"
+        return _timed(session, read + write)
     views = "".join(
         f"spark.read.parquet({path!r}).createOrReplaceTempView({name!r})\n" for name, path in tables.items()
     )
     write = f"spark.sql({flow_sql(workload)!r}).write.mode('overwrite').parquet({target!r})\n"
-    return session + views + write
+    return _timed(session, views + write)
+
+
+def _timed(setup: str, work: str) -> str:
+    """``setup`` then ``work``, printing the seconds of the work alone to stderr."""
+    return (
+        f"import sys, time\n{setup}started = time.perf_counter()\n{work}"
+        "print(f'work: {time.perf_counter() - started:.3f} s', file=sys.stderr)\n"
+    )
 
 
 def spark_available() -> str:
@@ -229,6 +249,8 @@ def same(a: Any, b: Any) -> bool:
 
 
 def validate(workload: str, engine: str, out: Path) -> str:
+    if engine == "imports":
+        return "no output"
     ours = out / (f"flowpipe-{FLOWS[workload]}.parquet" if workload != "csv" else "flowpipe-lineitem.parquet")
     if engine != "flowpipe":
         ours = out / f"{engine}-{workload}.parquet"
@@ -250,17 +272,21 @@ def benchmark(workloads: list[str], engines: list[str], data: Path, out: Path, r
                 engines[round_ % len(engines) :] + engines[: round_ % len(engines)]
             )  # rotate: fair to noise
             for engine in order:
+                if engine == "imports" and workload == "csv":
+                    continue  # the fixed cost matters for the short queries only
                 if engine == "flowpipe":
-                    command = [FLOWPIPE, "run", str(flow), "--log-level", "warning"]
+                    command = [FLOWPIPE, "run", str(flow), "--log-level", "info"]
                 else:
                     command = [PYTHON, "-c", engine_script(engine, workload, data, out)]
-                wall, cpu, rss = run_measured(command, out)
+                wall, cpu, rss, work = run_measured(command, out)
                 measure = results[workload][engine]
                 measure.wall.append(wall)
+                measure.work.append(work)
                 measure.cpu.append(cpu)
                 measure.rss_mb.append(rss)
                 print(
-                    f"{workload:4} {engine:9} {wall:7.2f} s {cpu:7.2f} cpu-s {rss:6.0f} MB", file=sys.stderr
+                    f"{workload:4} {engine:9} {wall:7.2f} s {cpu:7.2f} cpu-s {rss:6.0f} MB {work:6.3f} s",
+                    file=sys.stderr,
                 )
         for engine in engines:
             results[workload][engine].valid = validate(workload, engine, out)
@@ -275,11 +301,13 @@ def benchmark(workloads: list[str], engines: list[str], data: Path, out: Path, r
                 "wall_s": statistics.median(m.wall),
                 "cpu_s": statistics.median(m.cpu),
                 "peak_rss_mb": statistics.median(m.rss_mb),
+                "work_s": statistics.median(m.work),
                 "mb_s": size / 2**20 / statistics.median(m.wall),
                 "runs": m.wall,
                 "result": m.valid,
             }
             for engine, m in by_engine.items()
+            if m.wall
         }
     return report
 
@@ -346,21 +374,27 @@ def markdown(report: dict[str, Any], engines: dict[str, dict[str, float]] | None
         "q14": "TPC-H Q14",
     }
     lines = [
-        "| workload | engine | wall s | CPU s | peak RSS MB | MB/s | result |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | engine | wall s | work s | CPU s | peak RSS MB | MB/s | result |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for workload, by_engine in report.items():
         for engine, m in by_engine.items():
-            figures = f"{m['wall_s']:.2f} | {m['cpu_s']:.2f} | {m['peak_rss_mb']:.0f} | {m['mb_s']:.0f}"
+            figures = (
+                f"{m['wall_s']:.2f} | {m['work_s']:.2f} | {m['cpu_s']:.2f} | {m['peak_rss_mb']:.0f}"
+                f" | {m['mb_s']:.0f}"
+            )
             lines.append(f"| {names[workload]} | {engine} | {figures} | {m['result']} |")
-    ratios = ["", "| ratio of medians, same run | wall | CPU |", "|---|---|---|"]
+    ratios = ["", "| ratio of medians, same run | wall | work | CPU |", "|---|---|---|---|"]
     for workload, by_engine in report.items():
         flow = by_engine.get("flowpipe")
         for other in ("duckdb", "pyspark"):
             if flow and other in by_engine:
                 wall = flow["wall_s"] / by_engine[other]["wall_s"]
+                work = flow["work_s"] / by_engine[other]["work_s"]
                 cpu = flow["cpu_s"] / by_engine[other]["cpu_s"]
-                ratios.append(f"| {names[workload]}: flowpipe / {other} | {wall:.2f} | {cpu:.2f} |")
+                ratios.append(
+                    f"| {names[workload]}: flowpipe / {other} | {wall:.2f} | {work:.2f} | {cpu:.2f} |"
+                )
     lines += ratios
     if engines:
         lines += ["", "| sql_transform engine, in process | DuckDB s | DataFusion s |", "|---|---|---|"]
@@ -387,7 +421,7 @@ def main() -> None:
     generate(args.scale, data)
     out = data / "out"
     out.mkdir(exist_ok=True)
-    engines = ["flowpipe", "duckdb", "polars"]
+    engines = ["flowpipe", "imports", "duckdb", "polars"]
     why_not = "--no-spark given" if args.no_spark else spark_available()
     if why_not:
         print(f"PySpark skipped: {why_not}", file=sys.stderr)

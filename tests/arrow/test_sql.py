@@ -177,7 +177,7 @@ def test_blocking_query_reads_its_input_as_it_arrives() -> None:
     sql = 'SELECT "group", sum(amount) AS total FROM t GROUP BY ALL ORDER BY "group"'
     stage = make(SqlTransform, {"sql": sql, "table": "t"})
     _feed_in_thread(stage, table.to_batches(max_chunksize=100))
-    assert sum(feed.qsize() for feed in stage._query._feeds.values()) <= 8  # no more than it holds
+    assert sum(len(feed._parts) for feed in stage._query._feeds.values()) <= 8  # no more than it holds
     final = stage.finish()
     stage.close()
     assert final is not None and as_table(final.data).equals(duckdb_answer(sql, t=table))

@@ -60,7 +60,7 @@ class StageConfig(BaseModel):
     ``flowpipe stages show TYPE`` and in validation errors.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class EndOfStream(Exception):

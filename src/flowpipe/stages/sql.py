@@ -25,9 +25,9 @@ batch holds only scans, filters and projections, blocking otherwise (and for sev
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
-import queue
 import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -116,7 +116,48 @@ def _operators(plan: Any) -> Iterator[str]:
         yield from _operators(node.get("children", ()))
 
 
-_END = object()  # closes a feed
+class _Feed:
+    """One input table's batches on their way to the query, in order.
+
+    ``put`` waits while ``limit`` batches wait (0: no limit). Once the query stops reading
+    (it ended early, failed or was stopped) the feed drops what it gets, so no worker waits on
+    it forever."""
+
+    def __init__(self, parts: list[pa.RecordBatch], limit: int) -> None:
+        self._parts = collections.deque(parts)
+        self._limit = limit
+        self._closed = self._dropping = False
+        self._changed = threading.Condition()
+
+    def put(self, part: pa.RecordBatch) -> None:
+        with self._changed:
+            while self._limit and len(self._parts) >= self._limit and not self._dropping:
+                self._changed.wait()
+            if not self._dropping:
+                self._parts.append(part)
+                self._changed.notify_all()
+
+    def get(self) -> pa.RecordBatch | None:
+        """The next batch, None once the feed is closed and empty."""
+        with self._changed:
+            while not self._parts and not self._closed:
+                self._changed.wait()
+            part = self._parts.popleft() if self._parts else None
+            self._changed.notify_all()
+            return part
+
+    def close(self) -> None:
+        """No more batches will come."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def drop(self) -> None:
+        """The query reads no more: discard what waits and what comes."""
+        with self._changed:
+            self._dropping = True
+            self._parts.clear()
+            self._changed.notify_all()
 
 
 class _BlockingQuery:
@@ -133,8 +174,7 @@ class _BlockingQuery:
         self.lock = threading.Lock()
         self._sql, self._tables, self._stage = sql, tables, stage
         self._pending: dict[str, list[pa.RecordBatch]] = {}
-        self._feeds: dict[str, queue.Queue[Any]] = {}
-        self._ended: set[str] = set()  # feeds whose _END the query has read
+        self._feeds: dict[str, _Feed] = {}
         self._db: duckdb.DuckDBPyConnection | None = None
         self._thread: threading.Thread | None = None
         self._result: pa.Table | None = None
@@ -159,28 +199,14 @@ class _BlockingQuery:
     def _start(self) -> None:
         """Register each table as a stream and start the query (lock held)."""
         self._db = db = _database().cursor()
-        bounded = len(self._pending) == 1
+        limit = 8 if len(self._pending) == 1 else 0
         for table, parts in self._pending.items():
-            feed: queue.Queue[Any] = queue.Queue(8 if bounded else 0)
-            self._feeds[table] = feed
-            reader = pa.RecordBatchReader.from_batches(parts[0].schema, self._stream(table, parts, feed))
-            db.register(table, reader)
+            self._feeds[table] = feed = _Feed(parts, limit)
+            schema = parts[0].schema
+            db.register(table, pa.RecordBatchReader.from_batches(schema, _stream(table, schema, feed)))
         self._pending = {}
         self._thread = threading.Thread(target=self._run, name=f"{self._stage}-sql", daemon=True)
         self._thread.start()
-
-    def _stream(
-        self, table: str, first: list[pa.RecordBatch], feed: queue.Queue[Any]
-    ) -> Iterator[pa.RecordBatch]:
-        schema = first[0].schema
-        part: Any
-        for part in first:
-            yield _conform(part, schema, table)
-        while (part := feed.get()) is not _END:
-            if self._aborted:
-                raise RuntimeError("stopped")
-            yield _conform(part, schema, table)
-        self._ended.add(table)
 
     def _run(self) -> None:
         assert self._db is not None
@@ -188,11 +214,8 @@ class _BlockingQuery:
             self._result = self._db.sql(self._sql).to_arrow_table()
         except BaseException as error:
             self._error = error
-        # The query may stop reading early (LIMIT, a failure): take what the workers still send.
-        for table, feed in self._feeds.items():
-            if table not in self._ended:
-                while feed.get() is not _END:
-                    pass
+        for feed in self._feeds.values():  # it may have ended before its input (LIMIT, a failure)
+            feed.drop()
 
     def _raise_error(self) -> None:
         if self._error is not None and not self._aborted:
@@ -205,27 +228,32 @@ class _BlockingQuery:
                 if not self._pending:
                     return None
                 self._start()  # an input sent nothing: DuckDB names the missing table
-        self._close()
+        self._wait()
         self._raise_error()
         return self._result
 
     def abort(self) -> None:
         """Stop the query (the flow stopped or failed); idempotent."""
         with self.lock:
-            if self._aborted or self._thread is None:
-                self._aborted = True
-                return
-            self._aborted = True
-        assert self._db is not None
-        self._db.interrupt()
-        self._close()
+            started, self._aborted = self._thread is not None and not self._aborted, True
+        if started:
+            assert self._db is not None
+            self._db.interrupt()
+            for feed in self._feeds.values():
+                feed.drop()
+            self._wait()
 
-    def _close(self) -> None:
+    def _wait(self) -> None:
         assert self._thread is not None and self._db is not None
         for feed in self._feeds.values():
-            feed.put(_END)
+            feed.close()
         self._thread.join()
         self._db.close()
+
+
+def _stream(table: str, schema: pa.Schema, feed: _Feed) -> Iterator[pa.RecordBatch]:
+    while (part := feed.get()) is not None:
+        yield _conform(part, schema, table)
 
 
 def _conform(part: pa.RecordBatch, schema: pa.Schema, table: str) -> pa.RecordBatch:
