@@ -118,6 +118,21 @@ def test_parquet_writer_properties(tmp_path: Path) -> None:
     assert pa_pq.read_table(path).equals(table)
 
 
+@pytest.mark.parametrize(
+    ("limit", "dictionary_bytes"), [(None, range(128 << 10, 140 << 10)), (4 << 20, range(800_000, 820_000))]
+)
+def test_dictionary_pages_stop_at_128_kib_unless_told(
+    tmp_path: Path, limit: int | None, dictionary_bytes: range
+) -> None:
+    path = tmp_path / "out.parquet"
+    properties = {"compression": "UNCOMPRESSED"} | ({"dictionary_page_size_limit": limit} if limit else {})
+    table = pa.table({"key": pa.array(range(100_000), pa.int64())})  # 800 KB of distinct values
+    feed(ParquetArrowSink, {"path": str(path), "writer_properties": properties}, table)
+    column = pa_pq.ParquetFile(path).metadata.row_group(0).column(0)
+    assert column.data_page_offset - column.dictionary_page_offset in dictionary_bytes
+    assert pa_pq.read_table(path).equals(table)
+
+
 def test_partitioned_dataset_from_two_workers(tmp_path: Path) -> None:
     table = sample_table()
     config = {

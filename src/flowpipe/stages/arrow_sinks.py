@@ -422,11 +422,11 @@ class ParquetSinkConfig(ArrowSinkConfig):
 # encodes a whole row group in memory: 24 MiB (~180 Ki lineitem rows) keeps a CSV -> Parquet
 # flow under 400 MB at a few percent more CPU than 64 MiB (benchmarks/README.md).
 _GROUP_ROWS = 1 << 20
+_GROUP_BYTES = 24 << 20
 # Arrow's 1 MiB default dictionary page makes a column of many distinct values (keys, prices,
 # free text) build a large dictionary before falling back to plain encoding: 128 KiB halved the
 # writer's CPU on TPC-H lineitem and gave a smaller file (benchmarks/README.md).
 _DICTIONARY_PAGE_BYTES = 128 << 10
-_GROUP_BYTES = 24 << 20
 
 
 class ParquetArrowSink(_ArrowSink[ParquetSinkConfig]):
