@@ -33,10 +33,22 @@ def sample_table(rows: int = ROWS) -> pa.Table:
     )
 
 
-def make(stage_class: type[Stage[Any]], config: dict[str, Any], index: int = 0, workers: int = 1) -> Any:
-    """An opened stage instance, as the runtime would build it for worker ``index``."""
+def make(
+    stage_class: type[Stage[Any]],
+    config: dict[str, Any],
+    index: int = 0,
+    workers: int = 1,
+    shared: dict[str, Any] | None = None,
+) -> Any:
+    """An opened stage instance, as the runtime would build it for worker ``index`` (the
+    workers of one stage get the same ``shared`` dict)."""
     context = StageContext(
-        flow_name="test", stage_name="stage", stage_type="t", worker_index=index, worker_count=workers
+        flow_name="test",
+        stage_name="stage",
+        stage_type="t",
+        worker_index=index,
+        worker_count=workers,
+        shared=shared,
     )
     stage = stage_class(stage_class.config_model.model_validate(config), context)
     stage.open()

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from arrow_helpers import as_table, config_error, job, make, sample_table
 
-from flowpipe import Batch, FlowSpecError, Payload
+from flowpipe import Batch, EndOfStream, FlowSpecError, Payload, Source, StageConfig
 from flowpipe.stages.sql import SqlTransform
 from flowpipe.testing import TestingSink, TestingSource, run_flow
 
@@ -27,7 +27,8 @@ def duckdb_answer(sql: str, **tables: pa.Table) -> pa.Table:
 def run_sql(config: dict[str, Any], table: pa.Table, workers: int = 1) -> tuple[list[Any], list[bool]]:
     """Feed ``table`` (as batches of 500 rows, dealt out to the workers) to sql_transform
     workers, as the runtime would; returns every output record and each worker's mode."""
-    stages = [make(SqlTransform, config, index, workers) for index in range(workers)]
+    shared: dict[str, Any] = {}
+    stages = [make(SqlTransform, config, index, workers, shared) for index in range(workers)]
     out: list[Any] = []
     for i, part in enumerate(table.to_batches(max_chunksize=500)):
         batch = Batch([part])
@@ -245,3 +246,45 @@ def test_failure_upstream_stops_a_running_blocking_query() -> None:
     assert result.exit_code == 1 and result.failure is not None
     assert result.failure.stage_name == "src" and out == []
     assert "total-sql" not in [thread.name for thread in threading.enumerate()]  # the query stopped
+
+
+def test_two_runs_of_one_flow_at_once_keep_their_queries_apart() -> None:
+    both_started = threading.Barrier(2, timeout=30)
+
+    def source(values: list[int]) -> type[Source[StageConfig]]:
+        class Halves(Source[StageConfig]):
+            def open(self) -> None:
+                self._parts = [values[:50], values[50:]]
+
+            def produce_batch(self, limit: int) -> Batch:
+                if not self._parts:
+                    raise EndOfStream
+                if len(self._parts) == 1:
+                    both_started.wait()  # each run's query holds its first half now
+                return Batch([pa.record_batch({"x": self._parts.pop(0)})])
+
+        return Halves
+
+    flow = job(
+        """
+  - {name: src, type: src, output_queue: a}
+  - {name: total, type: sql_transform, input_queue: a, output_queue: b,
+     config: {sql: "SELECT sum(x) AS s FROM a"}}
+  - {name: out, type: out, input_queue: b}
+"""
+    )
+    outs: list[list[Payload]] = [[], []]
+    results: list[Any] = [None, None]
+
+    def run(index: int) -> None:
+        values = list(range(100)) if index == 0 else [1000] * 100
+        stages = {"src": source(values), "out": TestingSink.into(outs[index])}
+        results[index] = run_flow(flow, stages=stages)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [r.exit_code for r in results] == [0, 0]
+    assert [as_table([p.data for p in out]).column("s").to_pylist() for out in outs] == [[4950], [100_000]]

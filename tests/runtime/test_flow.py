@@ -342,3 +342,38 @@ stages:
         )
     [problem] = caught.value.problems
     assert problem.line == 4 and f"there is no CPU {missing}; this machine has {missing}" in problem.message
+
+
+def test_workers_of_a_stage_share_one_dict_per_run_and_know_their_inputs() -> None:
+    seen: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []  # the dicts themselves: kept alive
+    lock = threading.Lock()
+
+    class Note(Transform[StageConfig]):
+        def open(self) -> None:
+            with lock:
+                seen.append((self.context.stage_name, self.context.shared, self.context.inputs))
+
+        def process_batch(self, batch: Batch) -> Batch:
+            return batch
+
+    text = flow(
+        """
+  - {name: src, type: src, output_queue: a}
+  - {name: first, type: note, input_queue: a, output_queue: b, threads: 3}
+  - {name: second, type: note, input_queues: [{queue: b, table: rows}], output_queue: c, threads: 2}
+  - {name: out, type: out, input_queue: c}
+""",
+        queues="[{name: a}, {name: b}, {name: c}]",
+    )
+    for _ in range(2):
+        stages = {"src": TestingSource.of(range(10)), "note": Note, "out": TestingSink.into([])}
+        assert run_flow(text, stages=stages).exit_code == 0
+    assert len(seen) == 10
+    dicts: list[dict[str, Any]] = []
+    for run in (seen[:5], seen[5:]):
+        for stage, inputs, workers in (("first", ("a",), 3), ("second", ("rows",), 2)):
+            mine = [(shared, got) for name, shared, got in run if name == stage]
+            assert len(mine) == workers and all(got == inputs for _, got in mine)
+            assert all(shared is mine[0][0] for shared, _ in mine)  # one dict for the stage's workers
+            dicts.append(mine[0][0])
+    assert len({id(d) for d in dicts}) == 4  # none shared across stages or runs

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from ..sdk import Source, Stage, StageConfig, StageContext, StageFailed, StageKind
 from ._formats import admission
@@ -60,6 +61,7 @@ class FlowRun:
             for name, cap in plan.queue_capacities.items()
         }
         self.stats = [StageStats(stage) for stage in plan.stages]
+        self._shared: dict[str, dict[str, Any]] = {stage.name: {} for stage in plan.stages}
         self.failure: StageFailed | None = None
         self.stopping = threading.Event()  # sources end; the rest drains
         self._done = threading.Event()
@@ -229,6 +231,7 @@ class FlowRun:
                 worker_index=index,
                 worker_count=stage.threads,
                 inputs=tuple(name for name, _ in stage.inputs),
+                shared=self._shared[stage.name],
                 stop=self.stopping,
                 logger=logging.getLogger(f"flowpipe.{self.plan.name}.{stage.name}"),
                 request_stop=self.request_stop,

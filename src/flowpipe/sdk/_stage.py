@@ -77,6 +77,7 @@ class StageContext:
         "flow_name",
         "inputs",
         "logger",
+        "shared",
         "stage_name",
         "stage_type",
         "worker_count",
@@ -92,6 +93,7 @@ class StageContext:
         worker_index: int = 0,
         worker_count: int = 1,
         inputs: tuple[str, ...] = (),
+        shared: dict[str, Any] | None = None,
         stop: threading.Event | None = None,
         logger: logging.Logger | None = None,
         request_stop: Callable[[str], None] | None = None,
@@ -104,6 +106,9 @@ class StageContext:
         self.inputs = inputs
         """The names a batch's ``input`` takes, in the flow's order: each ``input_queues``
         entry's ``table`` (else its queue), or the ``input_queue``; empty for a source."""
+        self.shared: dict[str, Any] = shared if shared is not None else {}
+        """State the workers of this stage share in this run (``threads: N``): one dict per
+        stage and run, never shared with another stage or run. Guard what you keep in it."""
         self._stop = stop if stop is not None else threading.Event()
         self._wake = threading.Event()  # set on a stop request and when acknowledgements are ready
         self._on_request_stop = request_stop

@@ -171,6 +171,7 @@ class _BlockingQuery:
     probes the other). The workers of a stage (``threads: N``) share one query."""
 
     def __init__(self, sql: str, tables: tuple[str, ...], stage: str) -> None:
+        """``tables``: the inputs whose first batch it waits for (none: it starts at once)."""
         self.lock = threading.Lock()
         self._sql, self._tables, self._stage = sql, tables, stage
         self._pending: dict[str, list[pa.RecordBatch]] = {}
@@ -269,11 +270,6 @@ def _conform(part: pa.RecordBatch, schema: pa.Schema, table: str) -> pa.RecordBa
         ) from None
 
 
-# Blocking queries by (flow, stage): the workers of one stage share one.
-_SHARED: dict[tuple[str, str], _BlockingQuery] = {}
-_SHARED_LOCK = threading.Lock()
-
-
 class SqlTransform(Transform[SqlConfig]):
     """Runs SQL (DuckDB) over Arrow data, per batch or over the whole input.
 
@@ -284,16 +280,15 @@ class SqlTransform(Transform[SqlConfig]):
 
     def open(self) -> None:
         config, context = self.config, self.context
-        self._key = (context.flow_name, context.stage_name)
         self._db = _database().cursor()
         self._streaming: bool | None = None  # decided on the first batch (MODE_AUTO)
         self._bound = False
         self._finished = False
-        tables = (config.table,) if config.table else context.inputs or ("input",)
-        with _SHARED_LOCK:
-            self._query = _SHARED.setdefault(
-                self._key, _BlockingQuery(config.sql, tables, context.stage_name)
-            )
+        tables = (config.table,) if config.table else context.inputs
+        # One query for the stage's workers (dict.setdefault is atomic): used if it blocks.
+        self._query = context.shared.setdefault(
+            "query", _BlockingQuery(config.sql, tables, context.stage_name)
+        )
 
     def _table(self, batch: Batch) -> str:
         return self.config.table or batch.input or "input"
@@ -352,9 +347,6 @@ class SqlTransform(Transform[SqlConfig]):
         with query.lock:
             query.finished += 1
             last = query.finished == self.context.worker_count
-        if last:
-            with _SHARED_LOCK:
-                _SHARED.pop(self._key, None)
         # The last worker to finish closes the input: it alone has the query's result.
         if self._streaming or not last:
             return None
@@ -364,6 +356,4 @@ class SqlTransform(Transform[SqlConfig]):
     def close(self) -> None:
         if not self._finished:  # stopped or failed: drop what was read
             self._query.abort()
-            with _SHARED_LOCK:
-                _SHARED.pop(self._key, None)
         self._db.close()
