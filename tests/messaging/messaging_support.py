@@ -120,12 +120,24 @@ def redis_server_path() -> str:
     return path
 
 
-def make_redis(workdir: Path) -> Server:
+def make_redis(workdir: Path, *options: str) -> Server:
+    """A redis-server without persistence, plus ``options`` (e.g. ``--requirepass``, ``x``)."""
     path = redis_server_path()
     workdir.mkdir(parents=True, exist_ok=True)
     return Server(
         "redis",
-        lambda s: [path, "--port", str(s.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        lambda s: [
+            path,
+            "--port",
+            str(s.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *options,
+        ],
         workdir,
     )
 

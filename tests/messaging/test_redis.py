@@ -24,6 +24,7 @@ from .messaging_support import (
     free_port,
     in_thread,
     lines,
+    make_redis,
     receive,
     send,
     start_flow,
@@ -237,3 +238,37 @@ def test_bad_config_is_exit_2(flowpipe: Any, write: Any) -> None:
     assert result.returncode == 2
     assert "config.port" in result.stderr and "config.stream is required" in result.stderr
     assert "did you mean 'stream'?" in result.stderr
+
+
+def test_password_protected_server_round_trip_and_refusals_before_start(
+    tmp_path: Path, flowpipe: Any, write: Any
+) -> None:
+    server = make_redis(tmp_path / "redis", "--requirepass", "s3cret")
+    server.start()
+    try:
+        login = {"port": server.port, "password": "s3cret"}
+        records = [b"p%d" % i for i in range(100)]
+        send("redis_stream_sink", {**login, "stream": "locked"}, records)
+        out: list[Payload] = []
+        result = receive(
+            "redis_stream_source", {**login, "stream": "locked", "start_id": "0", "max_messages": 100}, out
+        )
+        assert result.exit_code == 0 and [p.data for p in out] == records
+
+        refusals = [
+            ({"password": "wrong"}, "refused the credentials (invalid username-password pair"),
+            ({}, "refused the credentials (Authentication required"),
+            (
+                {"password": "s3cret", "database": 99},
+                "refused the connection's set-up (DB index is out of range)",
+            ),
+        ]
+        for extra, complaint in refusals:
+            config = {"port": server.port, "stream": "locked", **extra}
+            flow = write("f.yaml", flow_text("redis_stream_source", config, "stdout_sink", {}))
+            done = flowpipe("run", flow)
+            assert done.returncode == 2, done.stderr
+            where = f"stage 'src' (redis_stream_source): Redis at 127.0.0.1:{server.port} {complaint}"
+            assert where in done.stderr and "nothing was started" in done.stderr
+    finally:
+        server.stop()

@@ -136,8 +136,34 @@ def _as_bytes(value: Any) -> bytes:
 class _RedisStage:
     @classmethod
     def preflight(cls, config: RedisConfig) -> list[str]:
-        """Problems to report before the flow starts: the server not accepting connections."""
-        return probe("Redis", [(config.host, config.port)])
+        """Problems to report before the flow starts: the server not accepting connections, or
+        refusing the credentials (AUTH) or the database (SELECT)."""
+        problems = probe("Redis", [(config.host, config.port)])
+        if problems:
+            return problems
+        client = redis.Redis(
+            host=config.host,
+            port=config.port,
+            username=config.username or None,
+            password=config.password or None,
+            db=config.database,
+            socket_timeout=_CONNECT_TIMEOUT_S,
+            socket_connect_timeout=_CONNECT_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+            protocol=2,  # as the stages connect: AUTH and SELECT, no HELLO
+        )
+        where = f"Redis at {config.host}:{config.port}"
+        try:
+            client.ping()
+        except redis.AuthenticationError as error:
+            return [f"{where} refused the credentials ({error}): check username and password"]
+        except redis.ResponseError as error:
+            return [f"{where} refused the connection's set-up ({error}): check password and database"]
+        except _ERRORS:
+            pass  # it accepted a connection a moment ago: a passing outage is for the stage
+        finally:
+            client.close()
+        return []
 
 
 # -- pub/sub ------------------------------------------------------------------------------------
