@@ -199,3 +199,29 @@ stages:
     )
     assert result.exit_code == 0
     assert [from_ipc(p.data) for p in out] == [table, table]
+
+
+def test_an_arrow_queue_opens_a_native_stage_ipc_output_into_tables(plugins: Plugins) -> None:
+    import pyarrow as pa
+
+    from flowpipe import Payload
+    from flowpipe.testing import TestingSink, TestingSource, run_flow
+
+    table = pa.table({"n": [1, 2, 3], "s": ["a", "b", "c"]})
+    out: list[Payload] = []
+    result = run_flow(
+        f"""
+name: arrow-native
+execution: {{mode: job}}
+queues:
+  - {{name: a, capacity: 8}}
+  - {{name: b, capacity: 8, schema: {{schema_id: rows, format: IN_MEMORY_SCHEMA_FORMAT_ARROW}}}}
+stages:
+  - {{name: src, type: src, output_queue: a}}
+  - {{name: mid, type: noop_stage, plugin: {plugins.path("noop_stage")}, input_queue: a, output_queue: b}}
+  - {{name: out, type: out, input_queue: b}}
+""",
+        stages={"src": TestingSource.of([table]), "out": TestingSink.into(out)},
+    )
+    assert result.exit_code == 0, result.failure
+    assert [type(p.data) for p in out] == [pa.Table] and out[0].data.equals(table)
