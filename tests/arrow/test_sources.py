@@ -77,6 +77,36 @@ def test_parquet_columns_directory_and_hive_partitions(tmp_path: Path) -> None:
     assert set(read.column("group").to_pylist()) == {"g0", "g1"}
 
 
+def test_columnar_footers_are_checked_before_start(tmp_path: Path) -> None:
+    table = sample_table(100).select(["id", "small"])
+    good_parquet, good_orc = tmp_path / "t.parquet", tmp_path / "t.orc"
+    pa_pq.write_table(table, good_parquet)
+    pa_orc.write_table(table, good_orc)
+    truncated = tmp_path / "cut.parquet"
+    truncated.write_bytes(good_parquet.read_bytes()[:300])
+    (tmp_path / "text.orc").write_text("not orc")
+    (tmp_path / "empty").mkdir()
+    assert preflight(ParquetArrowSource, {"path": str(good_parquet), "columns": ["small"]}) == ""
+    assert preflight(OrcArrowSource, {"path": str(good_orc)}) == ""
+    assert preflight(ParquetArrowSource, {"path": str(truncated)}) == (
+        f"config.path: {truncated}: Parquet magic bytes not found in footer."
+        " Either the file is corrupted or this is not a parquet file."
+    )
+    assert preflight(OrcArrowSource, {"path": str(tmp_path / "text.orc")}).startswith(
+        f"config.path: {tmp_path / 'text.orc'}: "
+    )
+    assert preflight(ParquetArrowSource, {"path": str(good_parquet), "columns": ["id", "nope"]}) == (
+        f"config.columns: {good_parquet}: no column nope; columns are: id, small"
+    )
+    assert preflight(ParquetArrowSource, {"path": str(tmp_path / "empty")}) == (
+        f"config.path: no .parquet files under {tmp_path / 'empty'}"
+    )
+    hive = tmp_path / "ds" / "group=g0"
+    hive.mkdir(parents=True)
+    pa_pq.write_table(table, hive / "part-0.parquet")  # `group` lives in the directory names
+    assert preflight(ParquetArrowSource, {"path": str(tmp_path / "ds"), "columns": ["id", "group"]}) == ""
+
+
 def test_csv_threads_split_byte_ranges_and_agree_on_types(tmp_path: Path) -> None:
     # The last rows alone would infer other types: every worker must use the file head's.
     lines = (

@@ -447,6 +447,12 @@ class ParquetArrowSource(_ArrowSource[ColumnarSourceConfig]):
     A directory means the ``*.parquet`` files under it, hive partition columns included. Row
     groups are dealt out to the workers in turn."""
 
+    @classmethod
+    def preflight(cls, config: ColumnarSourceConfig) -> list[str]:
+        return input_problems(config.path) or _footer_problems(
+            config, ".parquet", lambda path: formats.parquet.read_schema(str(path))
+        )
+
     def _read(self) -> Iterator[pa.RecordBatch]:
         config, context = self.config, self.context
         root = Path(config.path)
@@ -480,6 +486,12 @@ class ParquetArrowSource(_ArrowSource[ColumnarSourceConfig]):
 class OrcArrowSource(_ArrowSource[ColumnarSourceConfig]):
     """Streams ORC files (a directory: ``*.orc`` under it), stripe by stripe."""
 
+    @classmethod
+    def preflight(cls, config: ColumnarSourceConfig) -> list[str]:
+        return input_problems(config.path) or _footer_problems(
+            config, ".orc", lambda path: formats.orc.ORCFile(str(path)).schema
+        )
+
     def _read(self) -> Iterator[pa.RecordBatch]:
         config, context = self.config, self.context
         units: list[tuple[Path, Any, int]] = []
@@ -497,11 +509,40 @@ class OrcArrowSource(_ArrowSource[ColumnarSourceConfig]):
                 yield batch.slice(offset, step)
 
 
+def _footer_problems(
+    config: ColumnarSourceConfig, suffix: str, read_schema: Callable[[Path], pa.Schema]
+) -> list[str]:
+    """Every input file's footer, read before the flow starts: a file that is not of the
+    format, or a single file without a column of ``columns``, is found now rather than mid-run.
+    (A directory's ``columns`` may name hive partition columns, which no file holds.)"""
+    try:
+        files = input_files(config.path, (suffix,))
+    except FileNotFoundError as error:
+        return [f"config.path: {error}"]
+    for path in files:
+        try:
+            schema = read_schema(path)
+        except (pa.ArrowException, OSError) as error:
+            return [f"config.path: {path}: {error}"]
+        missing = _missing_columns(config.columns, schema, path)
+        if missing and Path(config.path).is_file():
+            return [f"config.columns: {missing}"]
+    return []
+
+
 def _input_stream(path: Path, codec: str | None) -> Any:
     return pa.input_stream(str(path), compression=cast(Any, codec))
 
 
 def _check_columns(columns: list[str], schema: pa.Schema, path: Path) -> None:
-    missing = [c for c in columns if c not in schema.names]
+    missing = _missing_columns(columns, schema, path)
     if missing:
-        raise KeyError(f"{path}: no column {', '.join(missing)}; columns are: {', '.join(schema.names)}")
+        raise KeyError(missing)
+
+
+def _missing_columns(columns: list[str], schema: pa.Schema, path: Path) -> str:
+    """What ``columns`` names that ``schema`` lacks, said in one line ("" when nothing)."""
+    missing = [c for c in columns if c not in schema.names]
+    if not missing:
+        return ""
+    return f"{path}: no column {', '.join(missing)}; columns are: {', '.join(schema.names)}"
