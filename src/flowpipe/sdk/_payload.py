@@ -25,7 +25,8 @@ class PayloadMeta:
     - ``enqueue_ts_ns``: monotonic time (``time.monotonic_ns``) the record last entered a queue.
     - ``trace_id`` (16 bytes) and ``span_id`` (8 bytes): W3C trace context; all zero means none.
     - ``flags``: the low byte holds the W3C trace flags.
-    - ``schema_id``: the schema the record conforms to (stamped by queues that declare one).
+    - ``schema_id``: the schema the record conforms to, as its producer set it (queues keep
+      their declared ``schema_id`` but do not stamp records with it: docs/compatibility.md).
     - ``attrs``: free-form attributes (``int``, ``float``, ``bool`` or ``str`` values).
     """
 
