@@ -54,17 +54,7 @@ class _Redis:
 
     def __init__(self, config: RedisConfig, context: StageContext, timeout_s: float) -> None:
         self.where = f"{config.host}:{config.port}"
-        self.client = redis.Redis(
-            host=config.host,
-            port=config.port,
-            username=config.username or None,
-            password=config.password or None,
-            db=config.database,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=_CONNECT_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
-            protocol=2,  # the raw replies below are RESP2 arrays
-        )
+        self.client = _client(config, timeout_s)
         self.outage = Outage(context, f"Redis at {self.where}", config.reconnect_timeout_ms)
         try:
             # redis-py leaves the connection's methods untyped.
@@ -118,6 +108,21 @@ class _Redis:
         self.client.close()
 
 
+def _client(config: RedisConfig, timeout_s: float) -> redis.Redis:
+    """redis-py's client for ``config``: AUTH and SELECT at connect, no retries of its own."""
+    return redis.Redis(
+        host=config.host,
+        port=config.port,
+        username=config.username or None,
+        password=config.password or None,
+        db=config.database,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=_CONNECT_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+        protocol=2,  # the stages read raw RESP2 arrays
+    )
+
+
 def _resp_head(args: tuple[Any, ...]) -> bytes:
     """RESP for a command of ``args`` plus one more argument, without that last argument."""
     parts = [b"*%d\r\n" % (len(args) + 1)]
@@ -141,17 +146,7 @@ class _RedisStage:
         problems = probe("Redis", [(config.host, config.port)])
         if problems:
             return problems
-        client = redis.Redis(
-            host=config.host,
-            port=config.port,
-            username=config.username or None,
-            password=config.password or None,
-            db=config.database,
-            socket_timeout=_CONNECT_TIMEOUT_S,
-            socket_connect_timeout=_CONNECT_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
-            protocol=2,  # as the stages connect: AUTH and SELECT, no HELLO
-        )
+        client = _client(config, _CONNECT_TIMEOUT_S)  # logs in as the stage will
         where = f"Redis at {config.host}:{config.port}"
         try:
             client.ping()
