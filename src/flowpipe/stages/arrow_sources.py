@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from functools import partial
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from abc import ABCMeta, abstractmethod
 from typing import Any, Literal, TypeVar, cast
