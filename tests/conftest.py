@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -22,6 +24,21 @@ def tool_env(**extra: str) -> dict[str, str]:
 
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(delay)  # polling interval of a condition, not a fixed wait
+        delay = min(delay * 2, 0.1)
 
 
 @pytest.fixture

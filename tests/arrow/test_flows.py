@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,7 +13,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.orc as pa_orc
 import pyarrow.parquet as pa_pq
 import pytest
-from conftest import BIN, Run, tool_env
+from conftest import BIN, Run, eventually, tool_env
 
 CSV_TO_PARQUET = """\
 name: csv-to-parquet
@@ -31,8 +31,12 @@ stages:
     config: {{path: {out}, common: {{compression: COMPRESSION_SNAPPY}}}}
 """
 
-# A source that never ends: one small batch of consecutive ids every few milliseconds.
+# A source that never ends: one small batch of consecutive ids every few milliseconds. Once it
+# has sent 10 batches it creates the file $TICKER_MARK (the tests wait for that, not for time).
 TICKER = """\
+import os
+from pathlib import Path
+
 import pyarrow as pa
 from flowpipe import Batch, Source, StageConfig
 
@@ -45,6 +49,8 @@ class Ticker(Source[StageConfig]):
             return Batch([])
         ids = pa.array(range(self.next, self.next + 100), pa.int64())
         self.next += 100
+        if self.next == 1000:
+            Path(os.environ["TICKER_MARK"]).touch()
         batch = pa.record_batch({"id": ids, "text": pa.array([str(i) for i in ids.to_pylist()])})
         return Batch([batch], nbytes=batch.nbytes)
 """
@@ -73,23 +79,27 @@ def test_csv_to_parquet_flow_with_two_reader_threads(flowpipe: Run, tmp_path: Pa
     assert pa_pq.read_table(tmp_path / "out.parquet").sort_by("id").equals(table)
 
 
-def test_sink_files_are_valid_after_sigterm(tmp_path: Path) -> None:
+def run_ticking_until_sigterm(tmp_path: Path, flow_text: str) -> str:
+    """Run ``flow_text`` (its ``ticker`` stages available) until the tickers have sent 10
+    batches, then SIGTERM it; returns its log once it exited 0."""
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "stage_ticker.py").write_text(TICKER)
     flow = tmp_path / "f.yaml"
-    flow.write_text(STREAMING.format(dir=tmp_path))
-    env = tool_env(FLOW_PIPE_PLUGIN_PATH=str(tmp_path / "plugins"))
+    flow.write_text(flow_text)
+    mark = tmp_path / "ticked"
+    env = tool_env(FLOW_PIPE_PLUGIN_PATH=str(tmp_path / "plugins"), TICKER_MARK=str(mark))
     with subprocess.Popen(
         [str(BIN / "flowpipe"), "run", str(flow)], stderr=subprocess.PIPE, text=True, env=env
     ) as proc:
-        assert proc.stderr is not None
-        for line in proc.stderr:  # let records flow for a moment once the flow runs
-            if "starting flow" in line:
-                break
-        time.sleep(1.0)
+        eventually(mark.exists, 30, "the tickers to send 10 batches")
         proc.send_signal(signal.SIGTERM)
         _, errors = proc.communicate(timeout=30)
     assert proc.returncode == 0, errors
+    return errors
+
+
+def test_sink_files_are_valid_after_sigterm(tmp_path: Path) -> None:
+    run_ticking_until_sigterm(tmp_path, STREAMING.format(dir=tmp_path))
     tables = [
         pa_pq.read_table(tmp_path / "out.parquet"),
         pa_orc.read_table(tmp_path / "out.orc"),
@@ -98,6 +108,26 @@ def test_sink_files_are_valid_after_sigterm(tmp_path: Path) -> None:
     for table in tables:  # complete files, holding every id from 0 on, each once
         assert table.num_rows >= 100
         assert table.column("id").to_pylist() == list(range(table.num_rows))
+
+
+def test_sigterm_sends_a_blocking_query_result_over_what_was_read(tmp_path: Path) -> None:
+    flow = f"""\
+name: counting
+execution: {{mode: EXECUTION_MODE_STREAMING}}
+queues: [{{name: a, capacity: 8}}, {{name: b, capacity: 8}}]
+stages:
+  - {{name: ticks, type: ticker, output_queue: a}}
+  - name: count
+    type: sql_transform
+    input_queue: a
+    output_queue: b
+    config: {{sql: "SELECT count(*) AS n, count(DISTINCT id) AS d, max(id) AS top FROM a"}}
+  - {{name: out, type: csv_arrow_sink, input_queue: b, config: {{path: {tmp_path}/count.csv}}}}
+"""
+    log = run_ticking_until_sigterm(tmp_path, flow)
+    batches = int(re.search(r"stage 'ticks': 0 in, (\d+) out", log)[1])  # type: ignore[index]
+    (row,) = pa_csv.read_csv(tmp_path / "count.csv").to_pylist()
+    assert batches >= 10 and row == {"n": batches * 100, "d": batches * 100, "top": batches * 100 - 1}
 
 
 def test_missing_input_exits_2_before_start(flowpipe: Run, tmp_path: Path) -> None:

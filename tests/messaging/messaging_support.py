@@ -13,22 +13,18 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from conftest import BIN, eventually
 
 from flowpipe import Batch, EndOfStream, Payload, Source, StageConfig
 from flowpipe.testing import FlowResult, TestingSink, TestingSource, run_flow
-
-BIN = Path(sys.executable).parent
-T = TypeVar("T")
 
 
 def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
@@ -36,20 +32,6 @@ def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def eventually(check: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(delay)  # polling interval of a condition, not a fixed wait
-        delay = min(delay * 2, 0.1)
 
 
 def accepts(port: int) -> bool:
