@@ -63,6 +63,20 @@ def test_parquet_and_orc_keep_the_schema(tmp_path: Path) -> None:
     assert as_table(drain(OrcArrowSource, {"path": str(tmp_path / "t.orc")})).equals(orc_table)
 
 
+def test_declared_schema_is_the_read_one(tmp_path: Path) -> None:
+    # What a one-file source declares before start (for the queries downstream to check) is
+    # exactly the schema of the batches it reads; a directory's stays unknown.
+    pa_pq.write_table(sample_table(20), tmp_path / "t.parquet")
+    pa_orc.write_table(sample_table(20).drop_columns(["amount", "at"]), tmp_path / "t.orc")
+    for source, name in ((ParquetArrowSource, "t.parquet"), (OrcArrowSource, "t.orc")):
+        for columns in ([], ["price", "id"]):
+            config = {"path": str(tmp_path / name), "columns": columns}
+            declared = source.output_schema(source.config_model.model_validate(config), {})
+            assert declared == as_table(drain(source, config)).schema, (source, columns)
+    directory = ParquetArrowSource.config_model.model_validate({"path": str(tmp_path)})
+    assert ParquetArrowSource.output_schema(directory, {}) is None
+
+
 def test_parquet_columns_directory_and_hive_partitions(tmp_path: Path) -> None:
     table = sample_table()
     for group in ("g0", "g1"):
@@ -228,7 +242,8 @@ def test_missing_input_and_bad_options_fail_validation(tmp_path: Path) -> None:
     assert "needs decimal_precision" in config_error(
         CsvArrowSource, {"path": path, "convert_options": {"column_types": {"a": {"type": "DECIMAL128"}}}}
     )
-    assert "Input should be" in config_error(
+    valid = "(valid: OUTPUT_TYPE_TABLE, OUTPUT_TYPE_RECORD_BATCH)"
+    assert f"unknown value 'OUTPUT_TYPE_ROWS' {valid}" in config_error(
         CsvArrowSource, {"path": path, "output_type": "OUTPUT_TYPE_ROWS"}
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from arrow_helpers import as_table, config_error, job, make, sample_table
 
@@ -133,6 +134,65 @@ def test_unknown_column_in_a_flow_exits_1_naming_the_stage() -> None:
     result = run_flow(flow, stages={"src": TestingSource.of([sample_table(5)]), "out": TestingSink.into([])})
     assert result.exit_code == 1 and result.failure is not None
     assert result.failure.stage_name == "query" and 'column "nope" not found' in str(result.failure)
+
+
+def test_unknown_columns_over_parquet_inputs_are_found_before_start(tmp_path: Path) -> None:
+    # The Parquet footers give the inputs' schemas; each query is bound to them before anything
+    # runs, its result's schema passed on to the next query, and every problem is reported.
+    pq.write_table(sample_table(50), tmp_path / "items.parquet")
+    pq.write_table(pa.table({"group": ["g0", "g1"], "label": ["zero", "one"]}), tmp_path / "groups.parquet")
+    out = tmp_path / "out.parquet"
+    flow = job(
+        f"""
+  - {{name: items, type: parquet_arrow_source, output_queue: a,
+     config: {{path: "{tmp_path}/items.parquet", columns: [id, price, group]}}}}
+  - {{name: groups, type: parquet_arrow_source, output_queue: g,
+     config: {{path: "{tmp_path}/groups.parquet"}}}}
+  - name: doubled
+    type: sql_transform
+    input_queue: a
+    output_queue: b
+    config: {{sql: "SELECT id, price * 2 AS twice, \\"group\\" FROM a"}}
+  - name: joined
+    type: sql_transform
+    input_queues: [{{queue: b, table: items}}, {{queue: g, table: groups}}]
+    output_queue: c
+    config:
+      sql: |
+        SELECT label, sum(price) AS total
+        FROM items JOIN groups USING ("group") GROUP BY label
+  - name: named
+    type: sql_transform
+    input_queue: c
+    output_queue: d
+    config: {{sql: "SELECT labl FROM c"}}
+  - {{name: out, type: parquet_arrow_sink, input_queue: d, config: {{path: "{out}"}}}}
+""",
+        queues="[{name: a, capacity: 4}, {name: b, capacity: 4}, {name: c, capacity: 4}, "
+        "{name: d, capacity: 4}, {name: g, capacity: 4}]",
+    )
+    with pytest.raises(FlowSpecError) as caught:
+        run_flow(flow)
+    lines = str(caught.value).splitlines()
+    # `price` was renamed by the first query: the join cannot see it. The last query reads the
+    # join's result, whose schema is not known once the join failed: nothing more is claimed.
+    assert len(lines) == 1, lines
+    assert "flow.yaml:20:12: error: stage 'joined' (sql_transform): config.sql: Binder Error:" in lines[0]
+    assert 'column "price" not found' in lines[0] and "twice" in lines[0]
+    assert not out.exists()
+
+    fixed = flow.replace("sum(price)", "sum(twice)")
+    with pytest.raises(FlowSpecError, match=r"flow\.yaml:27:19: error: stage 'named' .*\"labl\" not found"):
+        run_flow(fixed)
+    result = run_flow(fixed.replace("labl", "label"))
+    assert result.exit_code == 0, result.failure
+    assert sorted(pq.read_table(out)["label"].to_pylist()) == ["one", "zero"]
+
+
+def test_engine_errors_are_one_line_pointing_into_the_query() -> None:
+    message = config_error(SqlTransform, {"sql": "SELECT a,\n  b FROM t WHERE x = = 1"})
+    assert 'syntax error at or near "=" (at line 2, column 22 of the query)' in message
+    assert "LINE" not in message and "^" not in message
 
 
 def test_bad_queries_fail_validation(tmp_path: Path) -> None:

@@ -61,9 +61,58 @@ def test_validate_reports_every_problem_at_once(flowpipe: Run, write: Callable[[
     assert any(f"{path}:7:11:" in line and "noop_sorce" in line and "'noop_source'" in line for line in lines)
     # a config value of the wrong type, and an unknown config key
     assert any("config.verbose" in line and "perhaps" in line for line in lines)
-    assert any("unknown config key 'loud'" in line for line in lines)
+    assert any("config: unknown key 'loud' (fix: remove it; valid keys: verbose)" in line for line in lines)
     # a sink that writes to a queue
     assert any("'out' (stdout_sink) is a sink and has no output" in line for line in lines)
+
+
+STAGE_CONFIG_FLOW = """\
+name: bad
+execution: {mode: job}
+queues: [{name: q, capacity: 4}]
+stages:
+  - name: src
+    type: csv_arrow_source
+    output_queue: q
+    config:
+      path: in.csv
+      output_type: OUTPUT_TYPE_TABLES
+      read_options: {block_size: lots, skip_rows: -1, skip_row: 1}
+      parse_options: {delimiter: "||"}
+  - name: sink
+    type: parquet_arrow_sink
+    input_queue: q
+    config: {row_group_size: 12.5, common: {compression: COMPRESSION_ZIP}}
+"""
+
+
+def test_stage_config_problems_read_like_the_specs(flowpipe: Run, write: Callable[[str, str], Path]) -> None:
+    # Every stage's config is reported as the flow's own keys are: the nested key, located,
+    # what was expected and how to fix it, all at once and one line each.
+    path = write("bad.yaml", STAGE_CONFIG_FLOW)
+    proc = flowpipe("validate", path)
+    assert proc.returncode == 2
+    src, sink = (
+        "error: stage 'src' (csv_arrow_source): config",
+        "error: stage 'sink' (parquet_arrow_sink): config",
+    )
+    assert proc.stderr.splitlines() == [
+        f"{path}:10:20: {src}.output_type: unknown value 'OUTPUT_TYPE_TABLES' (valid: OUTPUT_TYPE_TABLE,"
+        " OUTPUT_TYPE_RECORD_BATCH) (fix: did you mean OUTPUT_TYPE_TABLE?)",
+        f"{path}:11:34: {src}.read_options.block_size: expected a whole number, got 'lots'"
+        " (fix: write a number such as 4)",
+        f"{path}:11:51: {src}.read_options.skip_rows: must be ≥ 0, got -1 (fix: use 0 or more)",
+        f"{path}:11:55: {src}.read_options: unknown key 'skip_row' (fix: did you mean 'skip_rows'?)",
+        f"{path}:12:34: {src}.parse_options.delimiter: must be exactly one character, got '||'",
+        f"{path}:16:13: {sink}: missing required key 'path' (fix: add path: ...)",
+        f"{path}:16:30: {sink}.row_group_size: expected a whole number, got 12.5"
+        " (fix: write a number without a fraction)",
+        f"{path}:16:58: {sink}.common.compression: unknown value 'COMPRESSION_ZIP' (valid: COMPRESSION_AUTO,"
+        " COMPRESSION_UNCOMPRESSED, COMPRESSION_SNAPPY, COMPRESSION_GZIP, COMPRESSION_BROTLI,"
+        " COMPRESSION_ZSTD, COMPRESSION_LZ4, COMPRESSION_LZ4_FRAME, COMPRESSION_LZO, COMPRESSION_BZ2)"
+        " (fix: did you mean"
+        " COMPRESSION_GZIP?)",
+    ]
 
 
 def test_run_of_an_invalid_flow_starts_nothing(flowpipe: Run, write: Callable[[str, str], Path]) -> None:

@@ -236,7 +236,7 @@ def test_bad_config_is_exit_2(flowpipe: Any, write: Any) -> None:
     )
     result = flowpipe("validate", flow)
     assert result.returncode == 2
-    assert "config.port" in result.stderr and "config.stream is required" in result.stderr
+    assert "config.port" in result.stderr and "config: missing required key 'stream'" in result.stderr
     assert "did you mean 'stream'?" in result.stderr
 
 

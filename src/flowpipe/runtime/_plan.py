@@ -7,8 +7,8 @@ All problems, including the spec reader's, are reported together; nothing has st
 
 from __future__ import annotations
 
-import difflib
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from ..registry import StageInfo, StageRegistry, resolve
 from ..sdk import FlowSpecError, PluginError, Problem, StageConfig, StageKind
-from ..spec import InMemorySchemaFormat, ObservabilityConfig, ParsedFlow, StageSpec
+from ..spec import InMemorySchemaFormat, ObservabilityConfig, ParsedFlow, StageSpec, validation_problem
 from ._formats import missing_library
 
 __all__ = ["FlowPlan", "StagePlan", "plan_flow"]
@@ -65,7 +65,8 @@ def plan_flow(parsed: ParsedFlow, registry: StageRegistry, *, preflight: bool = 
     """The flow's plan, or FlowSpecError listing every problem found.
 
     With ``preflight``, once everything else is valid, each stage type's ``preflight`` checks
-    run too (servers reachable, ports free): what ``flowpipe run`` needs before starting.
+    run too (servers reachable, ports free), then its ``output_schema`` (a query's columns
+    against its inputs' schemas): what ``flowpipe run`` needs before starting.
     """
     problems = list(parsed.problems)
     spec = parsed.spec
@@ -108,11 +109,12 @@ def plan_flow(parsed: ParsedFlow, registry: StageRegistry, *, preflight: bool = 
             )
     if preflight and not any(not p.warning for p in problems):
         for index, plan in zip(stage_indexes, stages, strict=True):
-            label = f"stage '{plan.name}' ({plan.info.type_name})"
             problems.extend(
-                parsed.problem(("stages", index), f"{label}: {message}")
+                _stage_problem(parsed, index, plan, message)
                 for message in plan.info.stage_class.preflight(plan.config)
             )
+        if not any(not p.warning for p in problems):
+            problems.extend(_schema_problems(parsed, stages, stage_indexes))
     if any(not p.warning for p in problems):
         raise FlowSpecError(sorted(problems, key=lambda p: (p.line, p.column)))
     return FlowPlan(
@@ -127,6 +129,49 @@ def plan_flow(parsed: ParsedFlow, registry: StageRegistry, *, preflight: bool = 
         version=spec.version,
         observability=spec.observability,
     )
+
+
+def _stage_problem(parsed: ParsedFlow, index: int, plan: StagePlan, message: str) -> Problem:
+    """A stage's own finding, located at the config key it starts with (``config.path: …``),
+    else at the stage."""
+    key = re.match(r"config((?:\.\w+)+): ", message)
+    where = ("stages", index, "config", *key[1].split(".")[1:]) if key else ("stages", index)
+    return parsed.problem(where, f"stage '{plan.name}' ({plan.info.type_name}): {message}")
+
+
+def _schema_problems(
+    parsed: ParsedFlow, stages: Sequence[StagePlan], indexes: Sequence[int]
+) -> list[Problem]:
+    """Asks each stage type for its ``output_schema``, upstream first, passing it its inputs'
+    schemas: what a stage refuses (a query naming a missing column) is a problem found before
+    anything starts. An input fed by several stages is known only when they all agree."""
+    producers: dict[str, list[StagePlan]] = {}
+    for plan in stages:
+        if plan.output is not None:
+            producers.setdefault(plan.output, []).append(plan)
+    where = dict(zip((plan.name for plan in stages), indexes, strict=True))
+    schemas: dict[str, Any] = {}  # stage name -> what it emits (None: unknown)
+    problems: list[Problem] = []
+
+    def schema_of(plan: StagePlan) -> Any:
+        if plan.name in schemas:
+            return schemas[plan.name]
+        schemas[plan.name] = None  # a cycle of queues reads as unknown
+        inputs: dict[str, Any] = {}
+        for name, queue in plan.inputs:
+            fed = [schema_of(producer) for producer in producers.get(queue, [])]
+            agreed = bool(fed) and all(schema == fed[0] for schema in fed[1:])
+            inputs[name] = fed[0] if agreed else None
+        try:
+            schemas[plan.name] = plan.info.stage_class.output_schema(plan.config, inputs)
+        except Exception as error:  # a plugin's bug is its stage's problem, not a crash
+            text = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+            problems.append(_stage_problem(parsed, where[plan.name], plan, text))
+        return schemas[plan.name]
+
+    for plan in stages:
+        schema_of(plan)
+    return problems
 
 
 def _missing_cpus(parsed: ParsedFlow, stage_name: str, cpus: Sequence[int]) -> list[Problem]:
@@ -190,8 +235,10 @@ def _check_stage(
     try:
         config = info.config_model.model_validate(stage.config)
     except ValidationError as error:
-        for item in error.errors():
-            problems.append(_config_problem(parsed, where, label, info.config_model, item))
+        problems.extend(
+            validation_problem(item, info.config_model, where, label, parsed.problem, ("config",))
+            for item in error.errors()
+        )
         return None
     rejected = [
         parsed.problem((*where, "config"), f"{label}: {m}") for m in info.stage_class.check_config(config)
@@ -200,42 +247,3 @@ def _check_stage(
         problems.extend(rejected)
         return None
     return info, config
-
-
-def _config_problem(
-    parsed: ParsedFlow,
-    where: tuple[str | int, ...],
-    label: str,
-    model: type[StageConfig],
-    item: Any,
-) -> Problem:
-    loc: tuple[str | int, ...] = tuple(item["loc"])
-    dotted = ".".join(str(p) for p in loc)
-    fields = model.model_fields
-    top = str(loc[0]) if loc else ""
-    if item["type"] == "extra_forbidden":
-        near = difflib.get_close_matches(top, fields, n=1)
-        hint = f"did you mean '{near[0]}'?" if near else ""
-        known = ", ".join(fields) or "none"
-        return parsed.problem(
-            (*where, "config", *loc),
-            f"{label}: unknown config key '{dotted}' (known keys: {known})",
-            hint,
-            at_key=True,
-        )
-    if item["type"] == "missing":
-        return parsed.problem(
-            (*where, "config"), f"{label}: config.{dotted} is required", f"add {dotted}: ..."
-        )
-    info = fields.get(top)
-    expected = ""
-    if info is not None:
-        expected = f"; {top} is {_type_name(info.annotation)}"
-        if info.description:
-            expected += f" ({info.description})"
-    message = f"{label}: config.{dotted}: {item['msg']}, got {item.get('input')!r}{expected}"
-    return parsed.problem((*where, "config", *loc), message)
-
-
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

@@ -20,7 +20,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
@@ -192,6 +192,20 @@ class Stage(Generic[ConfigT]):
         where. Called by ``flowpipe run`` once per stage, after the whole flow validated;
         any problem is an invalid flow (exit 2). Check, don't keep: close what you open."""
         return []
+
+    @classmethod
+    def output_schema(cls, config: Any, inputs: Mapping[str, Any]) -> Any:
+        """The schema of the records the stage will emit, when its config and the schemas of
+        its inputs tell it before anything runs; None (the default) when unknown.
+
+        ``inputs`` maps each input name (``batch.input``) to its schema as the stages feeding
+        it returned it, None when unknown; a source gets ``{}``. Called by ``flowpipe run``
+        after every ``preflight`` passed, in flow order, so a stage's answer reaches the stages
+        downstream. Raise ``ValueError`` with a one-line message when the inputs cannot work
+        (a query naming a column no input has): the flow is then invalid (exit 2) and nothing
+        starts. The runtime only compares schemas; the built-in Arrow stages use
+        ``pyarrow.Schema``."""
+        return None
 
     def open(self) -> None:
         """Called once on the worker thread before the first batch. Connect, open files here."""

@@ -39,7 +39,7 @@ from ._model import (
     StageSpec,
     TracingConfig,
 )
-from ._parse import ParsedFlow, parse_flow, parse_flow_text
+from ._parse import ParsedFlow, parse_flow, parse_flow_text, validation_problem
 
 __all__ = [
     "AttributeLevel",
@@ -74,4 +74,5 @@ __all__ = [
     "TracingConfig",
     "parse_flow",
     "parse_flow_text",
+    "validation_problem",
 ]

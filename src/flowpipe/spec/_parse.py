@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, Union, cast, get_args, get_origin
@@ -25,7 +26,7 @@ from ._model import FlowSpec, QueueSpec, StageSpec
 from ._text import show, suggest
 from ._yaml import Document, Loc, Mark, dotted, load
 
-__all__ = ["ParsedFlow", "parse_flow", "parse_flow_text"]
+__all__ = ["ParsedFlow", "parse_flow", "parse_flow_text", "validation_problem"]
 
 _SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -244,26 +245,40 @@ class _Validation:
         return None, False
 
     def _problem(self, error: ErrorDetails, model: type[BaseModel], base: Loc, label: str) -> Problem:
-        """Say in the user's terms what pydantic found wrong, located in the file."""
-        loc: Loc = tuple(error["loc"])
-        kind = error["type"]
-        where, at_key = loc, False
-        if kind == "extra_forbidden":
-            where, at_key = loc[:-1], True
-            key, fields = str(loc[-1]), _fields_at(model, where)
-            if key in fields:  # given under both spellings; pydantic keeps the lowerCamel one
-                what, hint = f"'{key}' is also given as '{to_camel(key)}'", "keep one of them"
-            else:
-                valid = f"remove it; valid keys: {', '.join(fields)}" if fields else "remove it"
-                what, hint = f"unknown key '{key}'", suggest(key, [*fields, *map(to_camel, fields)], valid)
-        elif kind == "missing":
-            where = loc[:-1]
-            what, hint = f"missing required key '{loc[-1]}'", f"add {loc[-1]}: ..."
+        return validation_problem(error, model, base, label, self.locator.problem)
+
+
+def validation_problem(
+    error: ErrorDetails,
+    model: type[BaseModel],
+    base: Loc,
+    label: str,
+    locate: Callable[..., Problem],
+    within: Loc = (),
+) -> Problem:
+    """Say in the user's terms what pydantic found wrong validating ``model``, located in the
+    file: ``base`` is where the model's data sits, ``within`` the path to it that the message
+    names (``("config",)`` for a stage's config), ``locate`` a ``problem(loc, message, hint,
+    at_key=)`` method. The flow's own models and every stage's config are reported this way."""
+    loc: Loc = (*within, *error["loc"])
+    kind = error["type"]
+    where, at_key = loc, False
+    if kind == "extra_forbidden":
+        where, at_key = loc[:-1], True
+        key, fields = str(loc[-1]), _fields_at(model, where[len(within) :])
+        if key in fields:  # given under both spellings; pydantic keeps the lowerCamel one
+            what, hint = f"'{key}' is also given as '{to_camel(key)}'", "keep one of them"
         else:
-            what, hint = _describe(error)
-        prefix = ": ".join(part for part in (label, dotted(where)) if part)
-        message = f"{prefix}: {what}" if prefix else what
-        return self.locator.problem((*base, *loc), message, hint, at_key=at_key)
+            valid = f"remove it; valid keys: {', '.join(fields)}" if fields else "remove it"
+            what, hint = f"unknown key '{key}'", suggest(key, [*fields, *map(to_camel, fields)], valid)
+    elif kind == "missing":
+        where = loc[:-1]
+        what, hint = f"missing required key '{loc[-1]}'", f"add {loc[-1]}: ..."
+    else:
+        what, hint = _describe(error)
+    prefix = ": ".join(part for part in (label, dotted(where)) if part)
+    message = f"{prefix}: {what}" if prefix else what
+    return locate((*base, *loc), message, hint, at_key=at_key)
 
 
 # pydantic error type -> (what was expected, how to fix it)
@@ -291,6 +306,8 @@ def _describe(error: ErrorDetails) -> tuple[str, str]:
         if kind == "string_type" and isinstance(value, bool):
             hint = f"quote it to keep it as text: '{show(value)}'"
         return f"expected {expected}, got {show(value)}", hint
+    if kind in ("value_error", "assertion_error"):  # a validator's own words say what is wrong
+        return error["msg"].split(", ", 1)[-1], ""
     return f"{error['msg']}, got {show(value)}", ""
 
 

@@ -7,13 +7,14 @@ No pyarrow here: ``file_source``/``file_sink`` use this module without the ``arr
 
 from __future__ import annotations
 
+import difflib
 import enum
 import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import Field, GetCoreSchemaHandler, ValidationError, field_validator, model_validator
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
 
 from flowpipe import StageConfig
 
@@ -36,7 +37,8 @@ __all__ = [
 
 class ProtoEnum(enum.Enum):
     """An enum read as flow-pipe writes it: the proto name (``COMPRESSION_SNAPPY``), the short
-    form (``snappy``, any case) or the proto number (the member's position)."""
+    form (``snappy``, any case) or the proto number (the member's position). Anything else is
+    an error listing the valid names and suggesting the nearest."""
 
     __prefix__ = ""
 
@@ -49,6 +51,41 @@ class ProtoEnum(enum.Enum):
             short = value.strip().lower().removeprefix(cls.__prefix__)
             return next((m for m in members if m.value == short), None)
         return None
+
+    @property
+    def proto_name(self) -> str:
+        """The name in flow-pipe's proto: ``COMPRESSION_SNAPPY``."""
+        return f"{self.__prefix__.upper()}{self.name}"
+
+    @classmethod
+    def _parse(cls, value: object) -> ProtoEnum:
+        try:
+            return cls(value)
+        except ValueError:
+            pass
+        names = [m.proto_name for m in cls]
+        near = difflib.get_close_matches(str(value).upper(), names, n=1)
+        raise PydanticCustomError(
+            "proto_enum",
+            "unknown value {value} (valid: {names})",
+            {
+                "value": repr(value),
+                "names": ", ".join(names),
+                "hint": f"did you mean {near[0]}?" if near else f"use one of {', '.join(names)}",
+            },
+        )
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._parse,
+            json_schema_input_schema=core_schema.literal_schema(
+                [*(m.proto_name for m in cls), *(m.value for m in cls)]
+            ),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda m: m.proto_name, when_used="json"
+            ),
+        )
 
 
 class OutputType(ProtoEnum):

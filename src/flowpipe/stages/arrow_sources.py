@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from abc import ABCMeta, abstractmethod
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from pydantic import Field, field_validator, model_validator
 
@@ -441,17 +441,70 @@ class ColumnarSourceConfig(ArrowSourceConfig):
     columns: list[str] = Field([], description="read only these columns (all by default)")
 
 
-class ParquetArrowSource(_ArrowSource[ColumnarSourceConfig]):
+class _ColumnarSource(_ArrowSource[ColumnarSourceConfig]):
+    """A Parquet or ORC source: files whose footers tell their schema before anything runs."""
+
+    _suffix: ClassVar[str]
+
+    @staticmethod
+    @abstractmethod
+    def _file_schema(path: Path) -> pa.Schema:
+        """The schema in the footer of one file of the format."""
+
+    @staticmethod
+    @abstractmethod
+    def _select(schema: pa.Schema, columns: list[str]) -> pa.Schema:
+        """The schema of the batches read with ``columns`` (all present) from a file of ``schema``."""
+
+    @classmethod
+    def preflight(cls, config: ColumnarSourceConfig) -> list[str]:
+        """Every input file's footer, read before the flow starts: a file that is not of the
+        format, or a single file without a column of ``columns``, is found now rather than
+        mid-run. (A directory's ``columns`` may name hive partition columns, which no file holds.)"""
+        problems = input_problems(config.path)
+        if problems:
+            return problems
+        try:
+            files = input_files(config.path, (cls._suffix,))
+        except FileNotFoundError as error:
+            return [f"config.path: {error}"]
+        for path in files:
+            try:
+                schema = cls._file_schema(path)
+            except (pa.ArrowException, OSError) as error:
+                return [f"config.path: {path}: {error}"]
+            missing = _missing_columns(config.columns, schema, path)
+            if missing and Path(config.path).is_file():
+                return [f"config.columns: {missing}"]
+        return []
+
+    @classmethod
+    def output_schema(cls, config: ColumnarSourceConfig, inputs: Mapping[str, Any]) -> pa.Schema | None:
+        """A single file's schema (of its ``columns``); a directory's is left unknown, since
+        its files and hive partitions may differ."""
+        path = Path(config.path)
+        if not path.is_file():
+            return None
+        schema = cls._file_schema(path)
+        return cls._select(schema, config.columns) if config.columns else schema
+
+
+class ParquetArrowSource(_ColumnarSource):
     """Streams Parquet files as Arrow record batches, row group by row group.
 
     A directory means the ``*.parquet`` files under it, hive partition columns included. Row
     groups are dealt out to the workers in turn."""
 
-    @classmethod
-    def preflight(cls, config: ColumnarSourceConfig) -> list[str]:
-        return input_problems(config.path) or _footer_problems(
-            config, ".parquet", lambda path: formats.parquet.read_schema(str(path))
-        )
+    _suffix = ".parquet"
+
+    @staticmethod
+    def _file_schema(path: Path) -> pa.Schema:
+        schema: pa.Schema = formats.parquet.read_schema(str(path))
+        return schema
+
+    @staticmethod
+    def _select(schema: pa.Schema, columns: list[str]) -> pa.Schema:
+        return pa.schema([schema.field(name) for name in columns])  # in the order asked
 
     def _read(self) -> Iterator[pa.RecordBatch]:
         config, context = self.config, self.context
@@ -483,14 +536,19 @@ class ParquetArrowSource(_ArrowSource[ColumnarSourceConfig]):
                 yield from unit.to_batches(schema=dataset.schema, **options)
 
 
-class OrcArrowSource(_ArrowSource[ColumnarSourceConfig]):
+class OrcArrowSource(_ColumnarSource):
     """Streams ORC files (a directory: ``*.orc`` under it), stripe by stripe."""
 
-    @classmethod
-    def preflight(cls, config: ColumnarSourceConfig) -> list[str]:
-        return input_problems(config.path) or _footer_problems(
-            config, ".orc", lambda path: formats.orc.ORCFile(str(path)).schema
-        )
+    _suffix = ".orc"
+
+    @staticmethod
+    def _file_schema(path: Path) -> pa.Schema:
+        schema: pa.Schema = formats.orc.ORCFile(str(path)).schema
+        return schema
+
+    @staticmethod
+    def _select(schema: pa.Schema, columns: list[str]) -> pa.Schema:
+        return pa.schema([field for field in schema if field.name in columns])  # in the file's order
 
     def _read(self) -> Iterator[pa.RecordBatch]:
         config, context = self.config, self.context
@@ -507,27 +565,6 @@ class OrcArrowSource(_ArrowSource[ColumnarSourceConfig]):
             step = config.batch_size or batch.num_rows or 1
             for offset in range(0, batch.num_rows, step):
                 yield batch.slice(offset, step)
-
-
-def _footer_problems(
-    config: ColumnarSourceConfig, suffix: str, read_schema: Callable[[Path], pa.Schema]
-) -> list[str]:
-    """Every input file's footer, read before the flow starts: a file that is not of the
-    format, or a single file without a column of ``columns``, is found now rather than mid-run.
-    (A directory's ``columns`` may name hive partition columns, which no file holds.)"""
-    try:
-        files = input_files(config.path, (suffix,))
-    except FileNotFoundError as error:
-        return [f"config.path: {error}"]
-    for path in files:
-        try:
-            schema = read_schema(path)
-        except (pa.ArrowException, OSError) as error:
-            return [f"config.path: {path}: {error}"]
-        missing = _missing_columns(config.columns, schema, path)
-        if missing and Path(config.path).is_file():
-            return [f"config.columns: {missing}"]
-    return []
 
 
 def _input_stream(path: Path, codec: str | None) -> Any:

@@ -28,8 +28,9 @@ from __future__ import annotations
 import collections
 import functools
 import json
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
@@ -100,9 +101,28 @@ def _check_syntax(sql: str) -> None:
     try:
         statements = _database().cursor().extract_statements(sql)
     except duckdb.Error as error:
-        raise ValueError(str(error)) from None
+        raise ValueError(_one_line(error)) from None
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         raise ValueError(f"expected one SELECT statement, got {len(statements)} statement(s)")
+
+
+def _one_line(error: duckdb.Error) -> str:
+    """DuckDB's message on one line: its picture of the query with a caret under the fault
+    becomes "(at line L, column C of the query)"."""
+    lines = str(error).splitlines()
+    text: list[str] = []
+    for index, line in enumerate(lines):
+        shown = re.match(r"LINE (\d+): ", line)
+        if shown is None:
+            text += [line.strip()] if line.strip() else []
+            continue
+        caret = lines[index + 1].find("^") if index + 1 < len(lines) else -1
+        column = caret - shown.end() + 1
+        # DuckDB cuts long lines to a window around the fault, starting it with "...".
+        exact = caret >= 0 and not line[shown.end() :].startswith("...")
+        text[-1] += f" (at line {shown[1]}{f', column {column}' if exact else ''} of the query)"
+        break
+    return " ".join(text)
 
 
 # Physical operators that map each row on its own; any other (aggregate, join, sort, limit,
@@ -220,7 +240,8 @@ class _BlockingQuery:
 
     def _raise_error(self) -> None:
         if self._error is not None and not self._aborted:
-            raise ValueError(f"{self._stage}: {self._error}") from self._error
+            text = _one_line(self._error) if isinstance(self._error, duckdb.Error) else self._error
+            raise ValueError(f"{self._stage}: {text}") from self._error
 
     def result(self) -> pa.Table | None:
         """Close the feeds and wait for the query: its result, None if no input came."""
@@ -327,18 +348,39 @@ class SqlTransform(Transform[SqlConfig]):
     def _plan(self) -> Any:
         """The query's physical plan, or None while an input it reads has not been seen."""
         try:
+            self._db.sql(self.config.sql)  # binds it: errors show the query as written
             text = self._db.sql(f"EXPLAIN (FORMAT json) {self.config.sql}").fetchall()[0][1]
         except duckdb.CatalogException:
             return None
         except duckdb.Error as error:
-            raise ValueError(f"{self.context.stage_name}: {error}") from error
+            raise ValueError(f"{self.context.stage_name}: {_one_line(error)}") from error
         return json.loads(text)
 
     def _run(self, query: str) -> pa.Table:
         try:
             result: pa.Table = self._db.sql(query).to_arrow_table()
         except duckdb.Error as error:
-            raise ValueError(f"{self.context.stage_name}: {error}") from error
+            raise ValueError(f"{self.context.stage_name}: {_one_line(error)}") from error
+        return result
+
+    @classmethod
+    def output_schema(cls, config: SqlConfig, inputs: Mapping[str, Any]) -> pa.Schema | None:
+        """The result's schema, from the query run over empty tables of its inputs' schemas:
+        an unknown column or table is found before the flow starts. Unknown while an input's
+        schema is."""
+        if not inputs or any(schema is None for schema in inputs.values()):
+            return None
+        if config.table:  # a single input's table named in the config
+            inputs = {config.table: next(iter(inputs.values()))}
+        db = _database().cursor()
+        try:
+            for table, schema in inputs.items():
+                db.register(table, schema.empty_table())
+            result: pa.Schema = db.sql(config.query(next(iter(inputs)))).limit(0).to_arrow_table().schema
+        except duckdb.Error as error:
+            raise ValueError(f"config.sql: {_one_line(error)}") from None
+        finally:
+            db.close()
         return result
 
     def finish(self) -> Batch | None:
