@@ -169,6 +169,11 @@ def test_stages_show_describes_config_fields(flowpipe: Run) -> None:
     assert out.startswith("noop_source (source)")
     assert "max_messages: int (default 0)" in out and "0 means no limit" in out
     assert "message: str (default 'noop_source')" in out
+    # a nested block's fields indented under it, defaults as a flow file writes them
+    lines = flowpipe("stages", "show", "parquet_arrow_sink").stdout.splitlines()
+    common = lines.index("    common: CommonOptions — filesystem (local only) and compression")
+    assert lines[common + 2].startswith("      compression: Compression (default 'COMPRESSION_AUTO') — ")
+    assert any(line.startswith("    row_group_size: int | None (default null) > 0 — ") for line in lines)
 
 
 def test_stages_show_unknown_type_exits_2_with_suggestion(flowpipe: Run) -> None:

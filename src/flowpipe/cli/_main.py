@@ -6,18 +6,22 @@ Exit codes: 0 success; 1 a stage failed at run time (or the drain deadline passe
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 import click
 
-from ..sdk import FlowpipeError, FlowSpecError, Source, StageConfig
+from ..sdk import FlowpipeError, FlowSpecError, Source
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from ..registry import StageRegistry
     from ..runtime import FlowPlan
 
@@ -223,23 +227,55 @@ def stages_show(registry: StageRegistry, type_name: str) -> None:
         click.echo(f"    {line}")
 
 
-def _config_lines(model: type[StageConfig]) -> list[str]:
+def _config_lines(model: type[BaseModel]) -> list[str]:
+    """A config model's fields, one line each: type, default as a flow file would write it,
+    constraints, description; a nested block's fields indented under it."""
+    from pydantic import BaseModel, TypeAdapter
+
     lines = []
     for name, field in model.model_fields.items():
-        type_name = getattr(field.annotation, "__name__", None) or str(field.annotation).replace(
-            "typing.", ""
+        annotation = field.annotation
+        nested = next(
+            (
+                t
+                for t in (annotation, *get_args(annotation))
+                if isinstance(t, type) and issubclass(t, BaseModel)
+            ),
+            None,
         )
-        default = (
-            "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
+        type_name = (
+            str(annotation) if get_args(annotation) else getattr(annotation, "__name__", str(annotation))
         )
-        text = f"{name}: {type_name} ({default})"
-        constraints = [str(m) for m in field.metadata]
-        if constraints:
-            text += " " + " ".join(constraints)
+        text = f"{name}: " + re.sub(r"[\w.]+\.(\w+)", r"\1", type_name)  # no module paths (typing.Any: Any)
+        if field.is_required():
+            text += " (required)"
+        elif nested is None:
+            value = TypeAdapter(annotation or Any).dump_python(
+                field.get_default(call_default_factory=True), mode="json"
+            )
+            text += f" (default {value!r})" if isinstance(value, str) else f" (default {json.dumps(value)})"
+        text += "".join(
+            f" {symbol} {getattr(m, key)}"
+            for m in field.metadata
+            for key, symbol in _BOUNDS
+            if hasattr(m, key)
+        )
         if field.description:
             text += f" — {field.description}"
         lines.append(text)
+        if nested is not None:
+            lines += [f"  {line}" for line in _config_lines(nested)]
     return lines
+
+
+_BOUNDS = (
+    ("gt", ">"),
+    ("ge", "≥"),
+    ("lt", "<"),
+    ("le", "≤"),
+    ("min_length", "length ≥"),
+    ("max_length", "length ≤"),
+)
 
 
 def _plan(flow: Path, plugin_path: Sequence[Path], *, preflight: bool = False) -> FlowPlan:
