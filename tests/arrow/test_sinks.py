@@ -221,6 +221,22 @@ def test_bad_sink_configs_fail_validation(tmp_path: Path) -> None:
     )
 
 
+def test_partition_columns_missing_from_a_known_input_schema_are_refused_before_start(tmp_path: Path) -> None:
+    config = ParquetArrowSink.config_model.model_validate(
+        {"path": str(tmp_path / "ds"), "write_opts": {"partition_columns": ["group", "nope"]}}
+    )
+    schema = sample_table(1).schema
+    with pytest.raises(
+        ValueError, match=r"^config.write_opts.partition_columns: partition columns nope not in"
+    ):
+        ParquetArrowSink.output_schema(config, {"q": schema})
+    assert ParquetArrowSink.output_schema(config, {"q": None}) is None  # unknown: checked when data comes
+    fine = config.model_copy(
+        update={"write_opts": config.write_opts.model_copy(update={"partition_columns": ["group"]})}
+    )
+    assert ParquetArrowSink.output_schema(fine, {"q": schema}) is None
+
+
 def test_dataset_writer_errors_reach_the_stage(tmp_path: Path) -> None:
     config = {
         "path": str(tmp_path / "ds"),

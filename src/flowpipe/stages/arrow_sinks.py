@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from abc import ABCMeta, abstractmethod
 from typing import Any, Protocol, TypeVar, cast
@@ -438,6 +439,15 @@ class ParquetArrowSink(_ArrowSink[ParquetSinkConfig]):
             return output_dir_problems(config.path)
         return output_file_problems(config.path)
 
+    @classmethod
+    def output_schema(cls, config: ParquetSinkConfig, inputs: Mapping[str, Any]) -> None:
+        """Nothing comes out; partition columns the input's known schema lacks are refused."""
+        schema = next(iter(inputs.values()), None)
+        if config.write_opts is not None and schema is not None:
+            missing = _missing_partition_columns(config.write_opts, schema)
+            if missing:
+                raise ValueError(f"config.write_opts.partition_columns: {missing}")
+
     def open(self) -> None:
         self.single_file = self.config.write_opts is None
         super().open()
@@ -485,6 +495,14 @@ class _ParquetFile(_Writer):
         os.replace(_aside(self._path), self._path)
 
 
+def _missing_partition_columns(opts: WriteOpts, schema: pa.Schema) -> str:
+    """Which partition columns ``schema`` lacks, said in one line ("" when none)."""
+    missing = [c for c in opts.partition_columns if c not in schema.names]
+    if not missing:
+        return ""
+    return f"partition columns {', '.join(missing)} not in the data: {', '.join(schema.names)}"
+
+
 class _ParquetDataset(_Writer):
     """Arrow's dataset writer, which wants all its input as one reader, runs on its own thread
     fed through a small queue (a slow writer holds the stage back); it may keep several files
@@ -501,11 +519,9 @@ class _ParquetDataset(_Writer):
         template = opts.basename_template
         if context.worker_count > 1:
             template = template.replace("{i}", f"w{context.worker_index}-{{i}}")
-        missing = [c for c in opts.partition_columns if c not in schema.names]
+        missing = _missing_partition_columns(opts, schema)
         if missing:
-            raise KeyError(
-                f"partition columns {', '.join(missing)} not in the data: {', '.join(schema.names)}"
-            )
+            raise KeyError(missing)
         rows_per_group = opts.max_rows_per_group or config.row_group_size or _GROUP_ROWS
         if opts.max_rows_per_file:
             rows_per_group = min(rows_per_group, opts.max_rows_per_file)
