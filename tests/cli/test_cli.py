@@ -115,6 +115,25 @@ def test_stage_config_problems_read_like_the_specs(flowpipe: Run, write: Callabl
     ]
 
 
+def test_lower_camel_keys_are_for_the_spec_not_for_stage_configs(
+    flowpipe: Run, write: Callable[[str, str], Path]
+) -> None:
+    # The flow's own keys may be written lowerCamel (protojson); a stage config's keys are read
+    # as written, as flow-pipe's plugins read them, so the fix names the proto field.
+    path = write(
+        "camel.yaml",
+        "name: t\nqueues: [{name: q, capacity: 4}]\nstages:\n"
+        "  - {name: s, type: noop_source, outputQueue: q, config: {maxMessages: 3}}\n"
+        "  - {name: o, type: stdout_sink, inputQueue: q}\n",
+    )
+    proc = flowpipe("validate", path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"{path}:4:59: error: stage 's' (noop_source): config: unknown key 'maxMessages'"
+        " (fix: write it as 'max_messages': config keys are the proto field names)"
+    ]
+
+
 def test_run_of_an_invalid_flow_starts_nothing(flowpipe: Run, write: Callable[[str, str], Path]) -> None:
     path = write("bad.yaml", BAD_FLOW)
     proc = flowpipe("run", path)

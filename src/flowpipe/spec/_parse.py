@@ -265,12 +265,20 @@ def validation_problem(
     where, at_key = loc, False
     if kind == "extra_forbidden":
         where, at_key = loc[:-1], True
-        key, fields = str(loc[-1]), _fields_at(model, where[len(within) :])
+        key, found = str(loc[-1]), _model_at(model, where[len(within) :])
+        fields = list(found.model_fields) if found is not None else []
+        # The flow's own keys may be written lowerCamel too (protojson); a stage's config may not.
+        spellings = fields + [
+            to_camel(f) for f in fields if found and found.model_config.get("alias_generator")
+        ]
+        valid = f"remove it; valid keys: {', '.join(fields)}" if fields else "remove it"
+        what = f"unknown key '{key}'"
         if key in fields:  # given under both spellings; pydantic keeps the lowerCamel one
             what, hint = f"'{key}' is also given as '{to_camel(key)}'", "keep one of them"
+        elif to_snake(key) in fields and key not in spellings:
+            hint = f"write it as '{to_snake(key)}': config keys are the proto field names"
         else:
-            valid = f"remove it; valid keys: {', '.join(fields)}" if fields else "remove it"
-            what, hint = f"unknown key '{key}'", suggest(key, [*fields, *map(to_camel, fields)], valid)
+            hint = suggest(key, spellings, valid)
     elif kind == "missing":
         where = loc[:-1]
         what, hint = f"missing required key '{loc[-1]}'", f"add {loc[-1]}: ..."
@@ -311,8 +319,8 @@ def _describe(error: ErrorDetails) -> tuple[str, str]:
     return f"{error['msg']}, got {show(value)}", ""
 
 
-def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
-    """The field names of the model found at ``loc`` inside ``model`` (empty if it is not a model)."""
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The model found at ``loc`` inside ``model`` (None if it is not a model)."""
     annotation: Any = model
     for part in loc:
         annotation = _unwrap(annotation)
@@ -320,17 +328,13 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
             fields = annotation.model_fields
             name = part if part in fields else to_snake(str(part))
             if name not in fields:
-                return []
+                return None
             annotation = fields[name].annotation
         else:  # a list index or a dict key: step into the item type
             args = get_args(annotation)
             annotation = args[-1] if args else None
     annotation = _unwrap(annotation)
-    return (
-        list(annotation.model_fields)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel)
-        else []
-    )
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 def _unwrap(annotation: Any) -> Any:
