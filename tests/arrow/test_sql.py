@@ -189,6 +189,24 @@ def test_unknown_columns_over_parquet_inputs_are_found_before_start(tmp_path: Pa
     assert sorted(pq.read_table(out)["label"].to_pylist()) == ["one", "zero"]
 
 
+def test_declared_result_schema_of_each_query_form() -> None:
+    schema = sample_table(1).schema
+
+    def declared(config: dict[str, Any], inputs: dict[str, Any]) -> Any:
+        return SqlTransform.output_schema(SqlTransform.config_model.model_validate(config), inputs)
+
+    assert declared({"sql": "SELECT id, price * 2 AS twice FROM t"}, {"t": schema}) == pa.schema(
+        [("id", pa.int64()), ("twice", pa.float64())]
+    )
+    assert declared({"filter": "flag", "columns": ["name"]}, {"q": schema}) == pa.schema(
+        [("name", pa.string())]
+    )
+    assert declared({"sql": "SELECT * FROM mine", "table": "mine"}, {"q": schema}) == schema
+    assert declared({"sql": "SELECT nope FROM t"}, {"t": None}) is None  # an input not known yet
+    with pytest.raises(ValueError, match=r'^config\.filter: Binder Error: Referenced column "nope"'):
+        declared({"filter": "nope > 1"}, {"q": schema})
+
+
 def test_engine_errors_are_one_line_pointing_into_the_query() -> None:
     message = config_error(SqlTransform, {"sql": "SELECT a,\n  b FROM t WHERE x = = 1"})
     assert 'syntax error at or near "=" (at line 2, column 22 of the query)' in message

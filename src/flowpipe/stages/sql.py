@@ -118,6 +118,7 @@ def _one_line(error: duckdb.Error) -> str:
             continue
         caret = lines[index + 1].find("^") if index + 1 < len(lines) else -1
         column = caret - shown.end() + 1
+        text = text or ["error"]
         # DuckDB cuts long lines to a window around the fault, starting it with "...".
         exact = caret >= 0 and not line[shown.end() :].startswith("...")
         text[-1] += f" (at line {shown[1]}{f', column {column}' if exact else ''} of the query)"
@@ -378,7 +379,8 @@ class SqlTransform(Transform[SqlConfig]):
                 db.register(table, schema.empty_table())
             result: pa.Schema = db.sql(config.query(next(iter(inputs)))).limit(0).to_arrow_table().schema
         except duckdb.Error as error:
-            raise ValueError(f"config.sql: {_one_line(error)}") from None
+            key = "sql" if config.sql.strip() else "filter" if config.filter else "columns"
+            raise ValueError(f"config.{key}: {_one_line(error)}") from None
         finally:
             db.close()
         return result
