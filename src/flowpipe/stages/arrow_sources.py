@@ -509,7 +509,7 @@ class ParquetArrowSource(_ColumnarSource):
     def _read(self) -> Iterator[pa.RecordBatch]:
         config, context = self.config, self.context
         root = Path(config.path)
-        files = input_files(config.path, (".parquet",))
+        files = input_files(config.path, (self._suffix,))
         # Workers already decode in parallel; Arrow's own threads would only compete with them.
         options: dict[str, Any] = {"use_threads": context.worker_count == 1}
         if config.columns:
@@ -553,7 +553,7 @@ class OrcArrowSource(_ColumnarSource):
     def _read(self) -> Iterator[pa.RecordBatch]:
         config, context = self.config, self.context
         units: list[tuple[Path, Any, int]] = []
-        for path in input_files(config.path, (".orc",)):
+        for path in input_files(config.path, (self._suffix,)):
             with _naming(path):
                 orc = formats.orc.ORCFile(str(path))
                 _check_columns(config.columns, orc.schema, path)
