@@ -307,6 +307,25 @@ def test_wrong_types_are_located_at_the_value() -> None:
     ]
 
 
+def test_numbers_out_of_their_proto_range_are_errors() -> None:
+    parsed = parse("""\
+        name: t
+        version: -1
+        queues: [{name: q, capacity: 4294967296, schema: {schema_id: s, version: 4294967296}}]
+        stages:
+          - {name: a, type: t, output_queue: q, threads: 4294967295}
+          - {name: b, type: t, input_queue: q}
+        kubernetes_options: {cron: {schedule: "* * * * *", failed_jobs_history_limit: 2147483648}}
+        """)
+    assert located(parsed) == [
+        (2, 10, "version: must be ≥ 0, got -1"),
+        (3, 30, "queue 'q': capacity: must be ≤ 4294967295, got 4294967296"),
+        (3, 74, "queue 'q': schema.version: must be ≤ 4294967295, got 4294967296"),
+        (7, 79, "kubernetes_options.cron.failed_jobs_history_limit: must be ≤ 2147483647, got 2147483648"),
+    ]
+    assert parsed.problems[1].hint == "use 4294967295 or less"
+
+
 def test_stages_must_be_a_list() -> None:
     parsed = parse("stages:\n  a: {type: t}\n")
     assert located(parsed) == [(2, 3, "stages must be a list, got a mapping")]

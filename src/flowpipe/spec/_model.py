@@ -59,7 +59,12 @@ def _not_bool(value: object) -> object:
 
 
 Int = Annotated[int, BeforeValidator(_not_bool)]
-UInt = Annotated[Int, Field(ge=0)]
+# The proto's integer types, with their ranges (protobuf JSON refuses values out of range).
+Int32 = Annotated[Int, Field(ge=-(2**31), le=2**31 - 1)]
+Int64 = Annotated[Int, Field(ge=-(2**63), le=2**63 - 1)]
+UInt = Annotated[Int, Field(ge=0, le=2**32 - 1)]  # uint32
+UInt64 = Annotated[Int, Field(ge=0, le=2**64 - 1)]
+Count = Annotated[Int, Field(le=2**32 - 1)]  # uint32, whose values < 1 the checks report with a fix
 
 
 class _Message(BaseModel):
@@ -107,7 +112,7 @@ with warnings.catch_warnings():
 
     class QueueSpec(_Message):
         name: str = ""
-        capacity: Int = DEFAULT_CAPACITY
+        capacity: Count = DEFAULT_CAPACITY
         schema: QueueSchema | None = None  # type: ignore[assignment]
         type: QueueType = QueueType.QUEUE_TYPE_UNSPECIFIED
 
@@ -122,13 +127,13 @@ class StageInput(_Message):
 class StageSpec(_Message):
     name: str = ""
     type: str = ""
-    threads: Int = 1
+    threads: Count = 1
     input_queue: str | None = None
     output_queue: str | None = None
     input_queues: list[StageInput] = []  # extension: several named inputs instead of input_queue
     config: dict[str, Any] = {}  # owned by the stage; validated by its own config model
     plugin: str | None = None
-    realtime_priority: Int | None = None
+    realtime_priority: Count | None = None
 
 
 class CpuSet(_Message):
@@ -153,10 +158,10 @@ class KubernetesCronOptions(_Message):
     schedule: str = ""
     time_zone: str | None = None
     suspend: bool | None = None
-    starting_deadline_seconds: Int | None = None
+    starting_deadline_seconds: Int64 | None = None
     concurrency_policy: CronConcurrencyPolicy = CronConcurrencyPolicy.CRON_CONCURRENCY_POLICY_UNSPECIFIED
-    successful_jobs_history_limit: Int | None = None
-    failed_jobs_history_limit: Int | None = None
+    successful_jobs_history_limit: Int32 | None = None
+    failed_jobs_history_limit: Int32 | None = None
 
 
 class KubernetesOptions(_Message):
@@ -220,7 +225,7 @@ class FlowSpec(_Message):
     """A whole flow. Blocks whose absence changes what the runtime does are None when absent."""
 
     name: str = ""
-    version: UInt = 0
+    version: UInt64 = 0
     execution: Execution = Execution()
     stages: list[StageSpec] = []
     queues: list[QueueSpec] = []

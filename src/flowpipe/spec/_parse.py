@@ -309,6 +309,8 @@ def _describe(error: ErrorDetails) -> tuple[str, str]:
         return error["msg"], str(ctx["hint"])
     if kind == "greater_than_equal":
         return f"must be ≥ {ctx['ge']}, got {show(value)}", f"use {ctx['ge']} or more"
+    if kind == "less_than_equal":
+        return f"must be ≤ {ctx['le']}, got {show(value)}", f"use {ctx['le']} or less"
     if kind in _EXPECTED:
         expected, hint = _EXPECTED[kind]
         if kind == "string_type" and isinstance(value, bool):
