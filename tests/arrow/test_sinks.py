@@ -250,3 +250,13 @@ def test_dataset_writer_errors_reach_the_stage(tmp_path: Path) -> None:
             {"path": str(tmp_path / "ds"), "write_opts": {"partition_columns": ["nope"]}},
             sample_table(),
         )
+
+
+def test_raw_records_reaching_an_arrow_sink_are_named_as_such(tmp_path: Path) -> None:
+    sink = make(ParquetArrowSink, {"path": str(tmp_path / "out.parquet")})
+    with pytest.raises(TypeError, match=r"got 5 bytes that are not an Arrow IPC stream .*fed raw records\?"):
+        sink.consume_batch(Batch([b"hello"]))
+    with pytest.raises(TypeError, match=r"expected Arrow data .*got str"):
+        sink.consume_batch(Batch(["hello"]))
+    sink.close()
+    assert not (tmp_path / "out.parquet").exists()

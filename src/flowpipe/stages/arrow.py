@@ -73,7 +73,13 @@ def record_batches(record: Any) -> list[pa.RecordBatch]:
     if isinstance(record, pa.Table):
         return record.to_batches()
     if isinstance(record, (bytes, bytearray, memoryview, pa.Buffer)):
-        return from_ipc(record).to_batches()
+        try:
+            return from_ipc(record).to_batches()
+        except pa.ArrowInvalid as error:
+            raise TypeError(
+                f"expected Arrow data (RecordBatch, Table or IPC stream bytes), got {len(record)} bytes"
+                f" that are not an Arrow IPC stream ({error}): is this queue fed raw records?"
+            ) from None
     raise TypeError(f"expected Arrow data (RecordBatch, Table or IPC bytes), got {type(record).__name__}")
 
 
