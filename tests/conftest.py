@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import pytest
 
@@ -24,6 +24,16 @@ def tool_env(**extra: str) -> dict[str, str]:
 
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def unavailable(message: str) -> NoReturn:
+    """A tool or server a test needs is missing: skip here, fail under ``CI=true`` (CI must
+    run every test)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 T = TypeVar("T")
 
 

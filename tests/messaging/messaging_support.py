@@ -18,10 +18,10 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
-from conftest import BIN, eventually
+from conftest import BIN, eventually, unavailable
 
 from flowpipe import Batch, EndOfStream, Payload, Source, StageConfig
 from flowpipe.testing import FlowResult, TestingSink, TestingSource, run_flow
@@ -42,11 +42,8 @@ def accepts(port: int) -> bool:
         return False
 
 
-def missing(what: str) -> None:
-    message = f"{what} is not installed (make test-deps / pip install -e '.[dev]')"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+def missing(what: str) -> NoReturn:
+    unavailable(f"{what} is not installed (make test-deps / pip install -e '.[dev]')")
 
 
 class Server:
