@@ -77,6 +77,29 @@ def test_declared_schema_is_the_read_one(tmp_path: Path) -> None:
     assert ParquetArrowSource.output_schema(directory, {}) is None
 
 
+def test_csv_and_json_declare_a_schema_only_when_fully_typed(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("a,b,c\n1,x,2.5\n2,y,3.5\n")
+    (tmp_path / "t.json").write_text('{"b": 1, "a": "x", "z": 3}\n{"a": "y"}\n')
+    typed = {"c": {"type": "DATA_TYPE_FLOAT32"}, "a": {"type": "DATA_TYPE_INT16"}}
+    json_types = {"a": {"type": "DATA_TYPE_STRING"}, "b": {"type": "DATA_TYPE_INT32"}}
+    cases: list[tuple[Any, dict[str, Any], bool]] = [
+        (CsvArrowSource, {"convert_options": {"include_columns": ["c", "a"], "column_types": typed}}, True),
+        (CsvArrowSource, {"convert_options": {"include_columns": ["c", "b"], "column_types": typed}}, False),
+        (CsvArrowSource, {"convert_options": {"column_types": typed}}, False),  # b inferred
+        (
+            JsonArrowSource,
+            {"parse_options": {"explicit_schema": json_types, "unexpected_field_behavior": "IGNORE"}},
+            True,
+        ),
+        (JsonArrowSource, {"parse_options": {"explicit_schema": json_types}}, False),  # z inferred
+    ]
+    for source, options, known in cases:
+        name = "t.csv" if source is CsvArrowSource else "t.json"
+        config = {"path": str(tmp_path / name), **options}
+        declared = source.output_schema(source.config_model.model_validate(config), {})
+        assert declared == (as_table(drain(source, config)).schema if known else None), options
+
+
 def test_parquet_columns_directory_and_hive_partitions(tmp_path: Path) -> None:
     table = sample_table()
     for group in ("g0", "g1"):

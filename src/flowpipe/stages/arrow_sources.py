@@ -170,6 +170,15 @@ _ROW_NUMBER = re.compile(r"Row #(\d+): ")
 class CsvArrowSource(_ArrowSource[CsvSourceConfig]):
     """Streams CSV files (plain or compressed) as Arrow record batches."""
 
+    @classmethod
+    def output_schema(cls, config: CsvSourceConfig, inputs: Mapping[str, Any]) -> pa.Schema | None:
+        """Known when ``include_columns`` names the columns and ``column_types`` types each;
+        otherwise the types are inferred from the data."""
+        convert = config.convert_options
+        if not convert.include_columns or any(c not in convert.column_types for c in convert.include_columns):
+            return None
+        return pa.schema([(c, arrow_type(convert.column_types[c])) for c in convert.include_columns])
+
     def _options(self) -> tuple[Any, Any, Any]:
         read, parse, convert = (
             self.config.read_options,
@@ -341,13 +350,25 @@ class JsonSourceConfig(ArrowSourceConfig):
     parse_options: JsonParseOptions = Field(JsonParseOptions(), description="Arrow JSON ParseOptions")
 
 
+def _explicit_schema(options: JsonParseOptions) -> pa.Schema:
+    return pa.schema([(name, arrow_type(t)) for name, t in options.explicit_schema.items()])
+
+
 class JsonArrowSource(_ArrowSource[JsonSourceConfig]):
     """Streams line-delimited JSON files as Arrow record batches."""
+
+    @classmethod
+    def output_schema(cls, config: JsonSourceConfig, inputs: Mapping[str, Any]) -> pa.Schema | None:
+        """``explicit_schema``, when fields outside it are ignored or refused (not inferred)."""
+        options = config.parse_options
+        if not options.explicit_schema or _BEHAVIOUR[options.unexpected_field_behavior] == "infer":
+            return None
+        return _explicit_schema(options)
 
     def _read(self) -> Iterator[pa.RecordBatch]:
         config, context = self.config, self.context
         options = config.parse_options
-        schema = pa.schema([(name, arrow_type(t)) for name, t in options.explicit_schema.items()])
+        schema = _explicit_schema(options)
         read = formats.json.ReadOptions(
             use_threads=config.read_options.use_threads, block_size=config.read_options.block_size
         )
