@@ -85,18 +85,19 @@ def run_flow(
     batch_size: int = DEFAULT_BATCH_SIZE,
     drain_timeout: float = 30.0,
     queue_max_bytes: int = DEFAULT_MAX_BYTES,
+    fuse: bool = True,
 ) -> FlowResult:
     """Validate and run a flow to its end on this thread.
 
     ``flow`` is YAML text (a ``str``) or the path of a flow file (a ``Path``). ``stages`` adds
     stage types by name, ahead of every installed one. Raises :class:`FlowSpecError` when the
     flow is invalid or a stage's preflight check fails (a server down, a port taken), exactly
-    as ``flowpipe run`` would report it.
+    as ``flowpipe run`` would report it. ``fuse=False`` is ``flowpipe run --no-fuse``.
     """
     parsed = parse_flow_text(flow, "flow.yaml") if isinstance(flow, str) else parse_flow(Path(flow))
     if parsed.spec is None:
         raise FlowSpecError(parsed.problems)
-    plan = plan_flow(parsed, build_registry(plugin_path, stages), preflight=True)
+    plan = plan_flow(parsed, build_registry(plugin_path, stages), preflight=True, fuse=fuse)
     run = FlowRun(plan, batch_size=batch_size, drain_timeout=drain_timeout, queue_max_bytes=queue_max_bytes)
     code = run.run()
     return FlowResult(

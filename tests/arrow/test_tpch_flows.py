@@ -77,11 +77,14 @@ def close(a: object, b: object) -> bool:
     return a == b
 
 
+@pytest.mark.parametrize("fuse", [True, False], ids=["query-reads-files", "sources-run"])
 @pytest.mark.parametrize("name", ["tpch_q1", "tpch_q6", "tpch_q14"])
-def test_query_flows_equal_duckdb(tpch: Path, name: str) -> None:
+def test_query_flows_equal_duckdb(tpch: Path, name: str, fuse: bool) -> None:
     flow = FLOWS / f"{name}.yaml"
-    result = run_flow(flow)
+    result = run_flow(flow, fuse=fuse)
     assert result.exit_code == 0, result.failure
+    sources = [stage for stage in ("lineitem_reader", "part_reader") if stage in result.records_out]
+    assert sources and all((result.records_out[stage] > 0) is not fuse for stage in sources)
     sql = next(
         s["config"]["sql"] for s in yaml.safe_load(flow.read_text())["stages"] if "sql" in s.get("config", {})
     )

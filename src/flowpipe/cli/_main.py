@@ -118,6 +118,12 @@ def cli() -> None:
     is_flag=True,
     help="Show a live view of stages and queues, and a summary at exit (only on a terminal).",
 )
+@click.option(
+    "--no-fuse",
+    is_flag=True,
+    envvar="FLOWPIPE_NO_FUSE",
+    help="Run every source, even one whose files the stage it feeds would read itself.",
+)
 @_reports_errors
 def run(
     flow: Path,
@@ -129,13 +135,14 @@ def run(
     log_format: Literal["console", "json"],
     metrics_addr: str | None,
     progress: bool,
+    no_fuse: bool,
 ) -> None:
     """Run FLOW (a .yaml, .yml or .json flow file) until it ends or is stopped."""
     from ..observability import configure_logging, instruments_for
     from ..runtime import FlowRun
 
     configure_logging(logging.INFO, log_format)
-    plan = _plan(flow, plugin_path, preflight=True)
+    plan = _plan(flow, plugin_path, preflight=True, fuse=not no_fuse)
     level = log_level or ("debug" if plan.debug else "info")
     configure_logging(level, log_format, flow=plan.name)
     log = logging.getLogger(f"flowpipe.{plan.name}")
@@ -278,7 +285,7 @@ _BOUNDS = (
 )
 
 
-def _plan(flow: Path, plugin_path: Sequence[Path], *, preflight: bool = False) -> FlowPlan:
+def _plan(flow: Path, plugin_path: Sequence[Path], *, preflight: bool = False, fuse: bool = True) -> FlowPlan:
     from ..registry import build_registry
     from ..runtime import plan_flow
     from ..spec import parse_flow
@@ -286,7 +293,7 @@ def _plan(flow: Path, plugin_path: Sequence[Path], *, preflight: bool = False) -
     parsed = parse_flow(flow)
     if parsed.spec is None:
         raise FlowSpecError(parsed.problems)
-    return plan_flow(parsed, build_registry(plugin_path), preflight=preflight)
+    return plan_flow(parsed, build_registry(plugin_path), preflight=preflight, fuse=fuse)
 
 
 def flow_runtime(argv: Sequence[str] | None = None) -> None:

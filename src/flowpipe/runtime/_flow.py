@@ -117,6 +117,12 @@ class FlowRun:
                 self.queues[stage.output].add_producers(stage.threads)
         for stats in self.stats:
             stage = stats.plan
+            if stage.fused_into is not None:  # its only reader takes its files: nothing comes
+                self.log.info("stage '%s': not run: '%s' reads its files", stage.name, stage.fused_into)
+                if stage.output is not None:
+                    for _ in range(stage.threads):
+                        self.queues[stage.output].producer_done()
+                continue
             for index in range(stage.threads):
                 worker = WorkerStats()
                 stats.workers.append(worker)
@@ -235,6 +241,7 @@ class FlowRun:
                 stop=self.stopping,
                 logger=logging.getLogger(f"flowpipe.{self.plan.name}.{stage.name}"),
                 request_stop=self.request_stop,
+                scans=dict(stage.scans),
             )
             instance = stage.info.stage_class(stage.config, context)
             for instrument in self.instruments:

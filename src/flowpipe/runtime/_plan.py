@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..registry import StageInfo, StageRegistry, resolve
-from ..sdk import FlowSpecError, PluginError, Problem, StageConfig, StageKind
+from ..sdk import FileScan, FlowSpecError, PluginError, Problem, Source, StageConfig, StageKind
 from ..spec import InMemorySchemaFormat, ObservabilityConfig, ParsedFlow, StageSpec, validation_problem
 from ._formats import missing_library
 
@@ -36,6 +36,8 @@ class StagePlan:
     output: str | None
     cpus: tuple[int, ...] = ()
     realtime_priority: int | None = None
+    scans: tuple[tuple[str, FileScan], ...] = ()  # inputs it reads from their files itself
+    fused_into: str | None = None  # a source whose files that stage reads: it does not run
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,15 @@ _WIRING: dict[StageKind, tuple[bool, bool | None]] = {
 }
 
 
-def plan_flow(parsed: ParsedFlow, registry: StageRegistry, *, preflight: bool = False) -> FlowPlan:
+def plan_flow(
+    parsed: ParsedFlow, registry: StageRegistry, *, preflight: bool = False, fuse: bool = True
+) -> FlowPlan:
     """The flow's plan, or FlowSpecError listing every problem found.
 
     With ``preflight``, once everything else is valid, each stage type's ``preflight`` checks
     run too (servers reachable, ports free), then its ``output_schema`` (a query's columns
-    against its inputs' schemas): what ``flowpipe run`` needs before starting.
+    against its inputs' schemas): what ``flowpipe run`` needs before starting. Then, with
+    ``fuse``, a stage may take the files of the sources feeding it (``Stage.take_scans``).
     """
     problems = list(parsed.problems)
     spec = parsed.spec
@@ -114,7 +119,9 @@ def plan_flow(parsed: ParsedFlow, registry: StageRegistry, *, preflight: bool = 
                 for message in plan.info.stage_class.preflight(plan.config)
             )
         if not any(not p.warning for p in problems):
-            problems.extend(_schema_problems(parsed, stages, stage_indexes))
+            inputs = _input_schemas(parsed, stages, stage_indexes, problems)
+            if fuse and not any(not p.warning for p in problems):
+                stages = _fuse(parsed, stages, stage_indexes, inputs, problems)
     if any(not p.warning for p in problems):
         raise FlowSpecError(sorted(problems, key=lambda p: (p.line, p.column)))
     return FlowPlan(
@@ -139,19 +146,17 @@ def _stage_problem(parsed: ParsedFlow, index: int, plan: StagePlan, message: str
     return parsed.problem(where, f"stage '{plan.name}' ({plan.info.type_name}): {message}")
 
 
-def _schema_problems(
-    parsed: ParsedFlow, stages: Sequence[StagePlan], indexes: Sequence[int]
-) -> list[Problem]:
-    """Asks each stage type for its ``output_schema``, upstream first, passing it its inputs'
-    schemas: what a stage refuses (a query naming a missing column) is a problem found before
-    anything starts. An input fed by several stages is known only when they all agree."""
-    producers: dict[str, list[StagePlan]] = {}
-    for plan in stages:
-        if plan.output is not None:
-            producers.setdefault(plan.output, []).append(plan)
-    where = dict(zip((plan.name for plan in stages), indexes, strict=True))
+def _input_schemas(
+    parsed: ParsedFlow, stages: Sequence[StagePlan], indexes: Sequence[int], problems: list[Problem]
+) -> dict[str, dict[str, Any]]:
+    """Each stage's inputs' schemas (input name -> schema, None when unknown), from asking each
+    stage type for its ``output_schema``, upstream first: what a stage refuses (a query naming
+    a missing column) is a problem found before anything starts. An input fed by several
+    stages is known only when they all agree."""
+    producers = _producers(stages)
+    ask = _asker(parsed, stages, indexes, problems)
     schemas: dict[str, Any] = {}  # stage name -> what it emits (None: unknown)
-    problems: list[Problem] = []
+    inputs_of: dict[str, dict[str, Any]] = {}
 
     def schema_of(plan: StagePlan) -> Any:
         if plan.name in schemas:
@@ -162,16 +167,82 @@ def _schema_problems(
             fed = [schema_of(producer) for producer in producers.get(queue, [])]
             agreed = bool(fed) and all(schema == fed[0] for schema in fed[1:])
             inputs[name] = fed[0] if agreed else None
-        try:
-            schemas[plan.name] = plan.info.stage_class.output_schema(plan.config, inputs)
-        except Exception as error:  # a plugin's bug is its stage's problem, not a crash
-            text = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
-            problems.append(_stage_problem(parsed, where[plan.name], plan, text))
+        inputs_of[plan.name] = inputs
+        schemas[plan.name] = ask(plan, plan.info.stage_class.output_schema, plan.config, inputs)
         return schemas[plan.name]
 
     for plan in stages:
         schema_of(plan)
-    return problems
+    return inputs_of
+
+
+def _fuse(
+    parsed: ParsedFlow,
+    stages: Sequence[StagePlan],
+    indexes: Sequence[int],
+    inputs_of: dict[str, dict[str, Any]],
+    problems: list[Problem],
+) -> list[StagePlan]:
+    """``stages`` with the inputs each takes as files (``Stage.take_scans``) and the sources of
+    those inputs marked as not to run. Offered: an input whose queue one source alone feeds
+    (``Source.file_scan``) and one stage alone reads."""
+    producers = _producers(stages)
+    readers: dict[str, int] = {}
+    for plan in stages:
+        for _, queue in plan.inputs:
+            readers[queue] = readers.get(queue, 0) + 1
+    ask = _asker(parsed, stages, indexes, problems)
+    fused_into: dict[str, str] = {}  # source -> the stage reading its files
+    scans_of: dict[str, tuple[tuple[str, FileScan], ...]] = {}
+    for plan in stages:
+        offers: dict[str, tuple[FileScan, str]] = {}
+        for name, queue in plan.inputs:
+            feeding = producers.get(queue, [])
+            if len(feeding) != 1 or readers[queue] != 1:
+                continue
+            source = feeding[0].info.stage_class
+            if issubclass(source, Source) and not source.can_acknowledge():
+                scan = ask(feeding[0], source.file_scan, feeding[0].config)
+                if scan is not None:
+                    offers[name] = (scan, feeding[0].name)
+        if not offers:
+            continue
+        scans = {name: scan for name, (scan, _) in offers.items()}
+        inputs = inputs_of[plan.name]
+        taken = ask(plan, plan.info.stage_class.take_scans, plan.config, scans, inputs) or ()
+        scans_of[plan.name] = tuple((name, scans[name]) for name in taken if name in scans)
+        fused_into.update((offers[name][1], plan.name) for name, _ in scans_of[plan.name])
+    return [
+        replace(plan, scans=scans_of.get(plan.name, ()), fused_into=fused_into.get(plan.name))
+        for plan in stages
+    ]
+
+
+def _producers(stages: Sequence[StagePlan]) -> dict[str, list[StagePlan]]:
+    """The stages writing to each queue."""
+    producers: dict[str, list[StagePlan]] = {}
+    for plan in stages:
+        if plan.output is not None:
+            producers.setdefault(plan.output, []).append(plan)
+    return producers
+
+
+def _asker(
+    parsed: ParsedFlow, stages: Sequence[StagePlan], indexes: Sequence[int], problems: list[Problem]
+) -> Callable[..., Any]:
+    """``ask(plan, hook, *args)`` calls a hook of the stage type of ``plan``: its exception
+    becomes that stage's problem (a ValueError's text as it is), not a crash, and None the answer."""
+    where = dict(zip((plan.name for plan in stages), indexes, strict=True))
+
+    def ask(plan: StagePlan, hook: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return hook(*args)
+        except Exception as error:
+            text = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+            problems.append(_stage_problem(parsed, where[plan.name], plan, text))
+            return None
+
+    return ask
 
 
 def _missing_cpus(parsed: ParsedFlow, stage_name: str, cpus: Sequence[int]) -> list[Problem]:

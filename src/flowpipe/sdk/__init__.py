@@ -4,6 +4,7 @@ from ._errors import FlowpipeError, FlowSpecError, PluginError, Problem, StageFa
 from ._payload import Batch, BatchBuilder, Payload, PayloadMeta
 from ._stage import (
     EndOfStream,
+    FileScan,
     SideEffect,
     Sink,
     Source,
@@ -18,6 +19,7 @@ __all__ = [
     "Batch",
     "BatchBuilder",
     "EndOfStream",
+    "FileScan",
     "FlowSpecError",
     "FlowpipeError",
     "Payload",

@@ -20,7 +20,8 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
@@ -29,6 +30,7 @@ from ._payload import Batch, BatchBuilder, Payload, PayloadMeta
 
 __all__ = [
     "EndOfStream",
+    "FileScan",
     "SideEffect",
     "Sink",
     "Source",
@@ -67,6 +69,20 @@ class EndOfStream(Exception):
     """Raised by a source when it has no more records. The runtime then closes its output."""
 
 
+@dataclass(frozen=True)
+class FileScan:
+    """The files a source reads and the table it emits from them, described so that the stage
+    it feeds can read them itself (:meth:`Source.file_scan`, :meth:`Stage.take_scans`)."""
+
+    format: str
+    """The files' format, e.g. ``"parquet"``."""
+    paths: tuple[str, ...]
+    """Absolute paths of the files, read in this order."""
+    schema: Any
+    """What the source would emit: its columns, in order, and their types (as its
+    ``output_schema``; a ``pyarrow.Schema`` for the built-in stages)."""
+
+
 class StageContext:
     """What the runtime tells one stage instance about where and how it runs."""
 
@@ -77,6 +93,7 @@ class StageContext:
         "flow_name",
         "inputs",
         "logger",
+        "scans",
         "shared",
         "stage_name",
         "stage_type",
@@ -97,6 +114,7 @@ class StageContext:
         stop: threading.Event | None = None,
         logger: logging.Logger | None = None,
         request_stop: Callable[[str], None] | None = None,
+        scans: Mapping[str, FileScan] | None = None,
     ) -> None:
         self.flow_name = flow_name
         self.stage_name = stage_name
@@ -106,6 +124,9 @@ class StageContext:
         self.inputs = inputs
         """The names a batch's ``input`` takes, in the flow's order: each ``input_queues``
         entry's ``table`` (else its queue), or the ``input_queue``; empty for a source."""
+        self.scans: Mapping[str, FileScan] = scans if scans is not None else {}
+        """The inputs this stage reads from their files itself (:meth:`Stage.take_scans`), by
+        input name; no batch comes on them."""
         self.shared: dict[str, Any] = shared if shared is not None else {}
         """State the workers of this stage share in this run (``threads: N``): one dict per
         stage and run, never shared with another stage or run. Guard what you keep in it."""
@@ -207,6 +228,22 @@ class Stage(Generic[ConfigT]):
         ``pyarrow.Schema``."""
         return None
 
+    @classmethod
+    def take_scans(
+        cls, config: Any, scans: Mapping[str, FileScan], inputs: Mapping[str, Any]
+    ) -> Collection[str]:
+        """The inputs, out of ``scans``, that this stage will read from their files itself;
+        empty (the default) to take none.
+
+        ``scans`` maps an input name to the files its source would read (:meth:`Source.file_scan`),
+        for each input fed by one source alone and read by this stage alone; ``inputs`` maps
+        every input name to its schema, as for :meth:`output_schema`. Called by ``flowpipe run``
+        after ``output_schema`` (not with ``--no-fuse``). A taken input's source does not run:
+        its queue ends at once and ``context.scans`` hands the stage the :class:`FileScan`.
+        Take one only when reading the files yourself gives the result reading their records
+        would: e.g. for a query over the whole input, not one answered batch by batch."""
+        return ()
+
     def open(self) -> None:
         """Called once on the worker thread before the first batch. Connect, open files here."""
 
@@ -257,6 +294,14 @@ class Source(Stage[ConfigT]):
         """Called from another thread when an idle :meth:`produce_batch` should return soon:
         a stop was requested or acknowledgements are ready. ``context.wait`` already wakes;
         override only when the source waits on something else (a socket, its own queue)."""
+
+    @classmethod
+    def file_scan(cls, config: Any) -> FileScan | None:
+        """The files this source would read and the table it would emit, when reading them is
+        all it does; None (the default) when it must run. Called by ``flowpipe run`` after
+        ``output_schema``: if the one stage reading this source's queue takes the scan
+        (:meth:`Stage.take_scans`), that stage reads the files and this source does not run."""
+        return None
 
     @classmethod
     def can_acknowledge(cls) -> bool:

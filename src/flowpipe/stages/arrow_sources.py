@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from pydantic import Field, field_validator, model_validator
 
-from flowpipe import Batch, EndOfStream, Source, StageConfig
+from flowpipe import Batch, EndOfStream, FileScan, Source, StageConfig
 
 from ._options import ColumnType, CommonOptions, OutputType, ProtoEnum, conflict, input_problems, local_path
 from ._split import input_files, line_ranges, lines_before, open_range
@@ -526,6 +526,13 @@ class ParquetArrowSource(_ColumnarSource):
     @staticmethod
     def _select(schema: pa.Schema, columns: list[str]) -> pa.Schema:
         return pa.schema([schema.field(name) for name in columns])  # in the order asked
+
+    @classmethod
+    def file_scan(cls, config: ColumnarSourceConfig) -> FileScan | None:
+        """One file (a directory's hive partitions would need this source's typing of them):
+        a query can then read just the row groups and columns it needs."""
+        schema = cls.output_schema(config, {})
+        return None if schema is None else FileScan("parquet", (str(Path(config.path).resolve()),), schema)
 
     def _read(self) -> Iterator[pa.RecordBatch]:
         config, context = self.config, self.context

@@ -21,11 +21,16 @@ Each input is a table: the ``table`` of its ``input_queues`` entry, else the que
 ``mode: MODE_AUTO`` (default) picks streaming when DuckDB's plan of the query over the first
 batch holds only scans, filters and projections, blocking otherwise (and for several inputs). ``filter`` and
 ``columns`` build a streaming filter/projection without writing a query.
+
+A blocking query whose input comes straight from a one-file ``parquet_arrow_source`` reads the
+file itself (``take_scans``): DuckDB then reads only the row groups and columns the query needs,
+on all cores, and the source does not run (``flowpipe run --no-fuse`` keeps it).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import json
 import re
@@ -35,7 +40,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from flowpipe import Batch, StageConfig, Transform
+from flowpipe import Batch, FileScan, StageConfig, Transform
 
 from ._options import ProtoEnum, conflict
 from .arrow import INSTALL_HINT, emit, record_batches
@@ -137,6 +142,74 @@ def _operators(plan: Any) -> Iterator[str]:
         yield from _operators(node.get("children", ()))
 
 
+def _row_by_row(plan: Any) -> bool:
+    return all(name in _ROW_BY_ROW for name in _operators(plan))
+
+
+def _explain(db: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    """DuckDB's physical plan of ``sql`` (binding it first: errors show the query as written)."""
+    db.sql(sql)
+    return json.loads(db.sql(f"EXPLAIN (FORMAT json) {sql}").fetchall()[0][1])
+
+
+@contextlib.contextmanager
+def _over_empty(config: SqlConfig, inputs: Mapping[str, pa.Schema]) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor where each input is an empty table of its schema: binding a query costs no data."""
+    if config.table:  # a single input's table named in the config
+        inputs = {config.table: next(iter(inputs.values()))}
+    db = _database().cursor()
+    try:
+        for table, schema in inputs.items():
+            db.register(table, schema.empty_table())
+        yield db
+    finally:
+        db.close()
+
+
+def _reads_alike(type: pa.DataType) -> bool:
+    """True for the Arrow types DuckDB reads from a Parquet file as it reads them from the
+    batches pyarrow decodes from it, so that a query gives the same result, types included.
+    Measured unlike: timestamps in s or ms (DuckDB reads them as µs), durations, fixed-size
+    lists; float16 and decimal256 DuckDB does not take from Arrow at all."""
+    types = pa.types
+    if types.is_timestamp(type):
+        return type.unit in ("us", "ns")
+    if types.is_list(type) or types.is_large_list(type) or types.is_map(type) or types.is_struct(type):
+        return all(_reads_alike(type.field(index).type) for index in range(type.num_fields))
+    if types.is_dictionary(type):
+        return _reads_alike(type.value_type)
+    return any(is_alike(type) for is_alike in _ALIKE)
+
+
+_ALIKE = (
+    pa.types.is_null,
+    pa.types.is_boolean,
+    pa.types.is_integer,
+    pa.types.is_float32,
+    pa.types.is_float64,
+    pa.types.is_decimal128,
+    pa.types.is_string,
+    pa.types.is_large_string,
+    pa.types.is_string_view,
+    pa.types.is_binary,
+    pa.types.is_large_binary,
+    pa.types.is_fixed_size_binary,
+    pa.types.is_date32,
+    pa.types.is_time,
+)
+
+
+def _view(table: str, scan: FileScan) -> str:
+    """SQL making ``table`` the scan's files, as the source would have emitted them."""
+    columns = ", ".join(_quoted(name) for name in scan.schema.names)
+    files = ", ".join("'" + path.replace("'", "''") + "'" for path in scan.paths)
+    return f"CREATE TEMP VIEW {_quoted(table)} AS SELECT {columns} FROM read_parquet([{files}])"
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 class _Feed:
     """One input table's batches on their way to the query, in order.
 
@@ -189,12 +262,14 @@ class _BlockingQuery:
     input. The query starts once every input has sent a batch (a table's schema is its first
     batch's). One input's feed is bounded: a slow query holds the flow back. Several inputs' feeds
     are not, because DuckDB picks the order it reads them in (a join builds one side before it
-    probes the other). The workers of a stage (``threads: N``) share one query."""
+    probes the other). The workers of a stage (``threads: N``) share one query. Tables read from
+    files (``scans``) are DuckDB views over them."""
 
-    def __init__(self, sql: str, tables: tuple[str, ...], stage: str) -> None:
-        """``tables``: the inputs whose first batch it waits for (none: it starts at once)."""
+    def __init__(self, sql: str, tables: tuple[str, ...], stage: str, scans: Mapping[str, FileScan]) -> None:
+        """``tables``: the inputs whose first batch it waits for; ``scans``: the tables read
+        from files, by table name."""
         self.lock = threading.Lock()
-        self._sql, self._tables, self._stage = sql, tables, stage
+        self._sql, self._tables, self._stage, self._scans = sql, tables, stage, scans
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._feeds: dict[str, _Feed] = {}
         self._db: duckdb.DuckDBPyConnection | None = None
@@ -218,14 +293,22 @@ class _BlockingQuery:
         for part in parts:
             feed.put(part)
 
+    def begin(self) -> None:
+        """Start now if no table is read from batches (the files are there already)."""
+        with self.lock:
+            if self._thread is None and not self._tables:
+                self._start()
+
     def _start(self) -> None:
-        """Register each table as a stream and start the query (lock held)."""
+        """Register each table as a stream (or view) and start the query (lock held)."""
         self._db = db = _database().cursor()
         limit = 8 if len(self._pending) == 1 else 0
         for table, parts in self._pending.items():
             self._feeds[table] = feed = _Feed(parts, limit)
             schema = parts[0].schema
             db.register(table, pa.RecordBatchReader.from_batches(schema, _stream(table, schema, feed)))
+        for table, scan in self._scans.items():
+            db.execute(_view(table, scan))
         self._pending = {}
         self._thread = threading.Thread(target=self._run, name=f"{self._stage}-sql", daemon=True)
         self._thread.start()
@@ -248,7 +331,7 @@ class _BlockingQuery:
         """Close the feeds and wait for the query: its result, None if no input came."""
         with self.lock:
             if self._thread is None:
-                if not self._pending:
+                if not self._pending and not self._scans:
                     return None
                 self._start()  # an input sent nothing: DuckDB names the missing table
         self._wait()
@@ -306,11 +389,17 @@ class SqlTransform(Transform[SqlConfig]):
         self._streaming: bool | None = None  # decided on the first batch (MODE_AUTO)
         self._bound = False
         self._finished = False
-        tables = (config.table,) if config.table else context.inputs
+        scans = {config.table or name: scan for name, scan in context.scans.items()}
+        for table, scan in scans.items():  # for binding the query on the other inputs' batches
+            self._db.execute(_view(table, scan))
+        tables = tuple(t for t in ((config.table,) if config.table else context.inputs) if t not in scans)
         # One query for the stage's workers (dict.setdefault is atomic): used if it blocks.
         self._query = context.shared.setdefault(
-            "query", _BlockingQuery(config.sql, tables, context.stage_name)
+            "query", _BlockingQuery(config.sql, tables, context.stage_name, scans)
         )
+        if scans:  # taken only for a blocking query
+            self._streaming = False
+            self._query.begin()
 
     def _table(self, batch: Batch) -> str:
         return self.config.table or batch.input or "input"
@@ -344,18 +433,16 @@ class SqlTransform(Transform[SqlConfig]):
             if config.mode is Mode.STREAMING and plan is None:
                 raise ValueError(f"{self.context.stage_name}: MODE_STREAMING queries read one input only")
             return config.mode is Mode.STREAMING
-        return plan is not None and all(name in _ROW_BY_ROW for name in _operators(plan))
+        return plan is not None and _row_by_row(plan)
 
     def _plan(self) -> Any:
         """The query's physical plan, or None while an input it reads has not been seen."""
         try:
-            self._db.sql(self.config.sql)  # binds it: errors show the query as written
-            text = self._db.sql(f"EXPLAIN (FORMAT json) {self.config.sql}").fetchall()[0][1]
+            return _explain(self._db, self.config.sql)
         except duckdb.CatalogException:
             return None
         except duckdb.Error as error:
             raise ValueError(f"{self.context.stage_name}: {_one_line(error)}") from error
-        return json.loads(text)
 
     def _run(self, query: str) -> pa.Table:
         try:
@@ -371,19 +458,36 @@ class SqlTransform(Transform[SqlConfig]):
         schema is."""
         if not inputs or any(schema is None for schema in inputs.values()):
             return None
-        if config.table:  # a single input's table named in the config
-            inputs = {config.table: next(iter(inputs.values()))}
-        db = _database().cursor()
         try:
-            for table, schema in inputs.items():
-                db.register(table, schema.empty_table())
-            result: pa.Schema = db.sql(config.query(next(iter(inputs)))).limit(0).to_arrow_table().schema
+            with _over_empty(config, inputs) as db:
+                query = config.query(config.table or next(iter(inputs)))
+                result: pa.Schema = db.sql(query).limit(0).to_arrow_table().schema
         except duckdb.Error as error:
             key = "sql" if config.sql.strip() else "filter" if config.filter else "columns"
             raise ValueError(f"config.{key}: {_one_line(error)}") from None
-        finally:
-            db.close()
         return result
+
+    @classmethod
+    def take_scans(
+        cls, config: SqlConfig, scans: Mapping[str, FileScan], inputs: Mapping[str, Any]
+    ) -> list[str]:
+        """The Parquet files of a blocking query's inputs, for DuckDB to scan itself: it reads
+        only the row groups and columns the query needs, in parallel, instead of the source
+        decoding every batch. None for a query run batch by batch (its per-batch answers would
+        become one), nor for a column of a type DuckDB reads from Parquet otherwise than from
+        Arrow."""
+        if not config.sql.strip() or config.mode is Mode.STREAMING:
+            return []
+        taken = [
+            name
+            for name, scan in scans.items()
+            if scan.format == "parquet" and all(_reads_alike(field.type) for field in scan.schema)
+        ]
+        if taken and config.mode is Mode.AUTO and len(inputs) == 1:
+            with _over_empty(config, {name: scan.schema for name, scan in scans.items()}) as db:
+                if _row_by_row(_explain(db, config.sql)):
+                    return []
+        return taken
 
     def finish(self) -> Batch | None:
         self._finished = True
