@@ -5,10 +5,12 @@ Reproduces flow-pipe's benchmark suite on data from ``tpchgen-cli`` at the scale
 - ``csv``: lineitem CSV -> Parquet (snappy);
 - ``q1``, ``q6``, ``q14``: TPC-H queries, parquet source -> sql_transform -> parquet sink;
 
-each run as the flow in ``flows/`` (``flowpipe run``), and in the same run with DuckDB directly,
-Polars and PySpark ``local[2]`` (skipped with a message when pyspark or Java is missing), every
-one in its own process. Reports the median wall time, peak RSS of the process tree (psutil,
-sampled every 20 ms) and MB/s of input, and checks every result against DuckDB's. The queries
+each run as the flow in ``flows/`` (``flowpipe run``; ``no-fuse``: with ``--no-fuse``, the
+sources decoding every batch instead of the query reading the Parquet files), and in the same
+run with DuckDB directly, Polars and PySpark ``local[2]`` (skipped with a message when pyspark
+or Java is missing), every one in its own process. Reports the median wall time, peak RSS of
+the process tree (psutil, sampled every 20 ms) and MB/s of input, and checks every result
+against DuckDB's. The queries
 are read from the flow files, so every engine runs the same SQL. For the queries, ``imports``
 is a process that only imports what a query flow imports and exits: the fixed cost under every
 flow's wall time.
@@ -52,6 +54,7 @@ PYTHON = sys.executable
 FLOWPIPE = str(Path(sys.executable).with_name("flowpipe"))
 WORKLOADS = ("csv", "q1", "q6", "q14")
 FLOWS = {"csv": "csv_to_parquet", "q1": "tpch_q1", "q6": "tpch_q6", "q14": "tpch_q14"}
+FLOWPIPE_RUNS = {"flowpipe": [], "no-fuse": ["--no-fuse"]}  # engine -> extra `flowpipe run` options
 TABLES = {"csv": ("lineitem",), "q1": ("lineitem",), "q6": ("lineitem",), "q14": ("lineitem", "part")}
 
 
@@ -127,11 +130,11 @@ def generate(scale: float, data: Path) -> None:
         print(f"generated {kind} at SF {scale} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 
-def flow_file(workload: str, data: Path, out: Path) -> Path:
+def flow_file(workload: str, data: Path, out: Path, engine: str) -> Path:
     """The flow of ``flows/`` with its data and output paths pointed at this run's."""
     text = (ROOT / "flows" / f"{FLOWS[workload]}.yaml").read_text()
-    text = re.sub(r"data/tpch/sf1/(out/)?", lambda m: f"{out}/flowpipe-" if m[1] else f"{data}/", text)
-    path = out / f"{FLOWS[workload]}.yaml"
+    text = re.sub(r"data/tpch/sf1/(out/)?", lambda m: f"{out}/{engine}-" if m[1] else f"{data}/", text)
+    path = out / f"{engine}-{FLOWS[workload]}.yaml"
     path.write_text(text)
     return path
 
@@ -251,8 +254,10 @@ def same(a: Any, b: Any) -> bool:
 def validate(workload: str, engine: str, out: Path) -> str:
     if engine == "imports":
         return "no output"
-    ours = out / (f"flowpipe-{FLOWS[workload]}.parquet" if workload != "csv" else "flowpipe-lineitem.parquet")
-    if engine != "flowpipe":
+    ours = out / (
+        f"{engine}-{FLOWS[workload]}.parquet" if workload != "csv" else f"{engine}-lineitem.parquet"
+    )
+    if engine not in FLOWPIPE_RUNS:
         ours = out / f"{engine}-{workload}.parquet"
     reference = out / f"duckdb-{workload}.parquet"
     if workload == "csv":
@@ -266,16 +271,23 @@ def validate(workload: str, engine: str, out: Path) -> str:
 def benchmark(workloads: list[str], engines: list[str], data: Path, out: Path, repeat: int) -> dict[str, Any]:
     results: dict[str, dict[str, Measure]] = {w: {e: Measure() for e in engines} for w in workloads}
     for workload in workloads:
-        flow = flow_file(workload, data, out)
+        flows = {engine: flow_file(workload, data, out, engine) for engine in FLOWPIPE_RUNS}
         for round_ in range(repeat):
             order = (
                 engines[round_ % len(engines) :] + engines[: round_ % len(engines)]
             )  # rotate: fair to noise
             for engine in order:
-                if engine == "imports" and workload == "csv":
-                    continue  # the fixed cost matters for the short queries only
-                if engine == "flowpipe":
-                    command = [FLOWPIPE, "run", str(flow), "--log-level", "info"]
+                if engine in ("imports", "no-fuse") and workload == "csv":
+                    continue  # the fixed cost matters for the short queries only; no query to fuse
+                if engine in FLOWPIPE_RUNS:
+                    command = [
+                        FLOWPIPE,
+                        "run",
+                        str(flows[engine]),
+                        "--log-level",
+                        "info",
+                        *FLOWPIPE_RUNS[engine],
+                    ]
                 else:
                     command = [PYTHON, "-c", engine_script(engine, workload, data, out)]
                 wall, cpu, rss, work = run_measured(command, out)
@@ -289,7 +301,8 @@ def benchmark(workloads: list[str], engines: list[str], data: Path, out: Path, r
                     file=sys.stderr,
                 )
         for engine in engines:
-            results[workload][engine].valid = validate(workload, engine, out)
+            if results[workload][engine].wall:
+                results[workload][engine].valid = validate(workload, engine, out)
     report: dict[str, Any] = {}
     for workload, by_engine in results.items():
         size = sum(
@@ -386,15 +399,16 @@ def markdown(report: dict[str, Any], engines: dict[str, dict[str, float]] | None
             lines.append(f"| {names[workload]} | {engine} | {figures} | {m['result']} |")
     ratios = ["", "| ratio of medians, same run | wall | work | CPU |", "|---|---|---|---|"]
     for workload, by_engine in report.items():
-        flow = by_engine.get("flowpipe")
-        for other in ("duckdb", "pyspark"):
-            if flow and other in by_engine:
-                wall = flow["wall_s"] / by_engine[other]["wall_s"]
-                work = flow["work_s"] / by_engine[other]["work_s"]
-                cpu = flow["cpu_s"] / by_engine[other]["cpu_s"]
-                ratios.append(
-                    f"| {names[workload]}: flowpipe / {other} | {wall:.2f} | {work:.2f} | {cpu:.2f} |"
-                )
+        for ours in FLOWPIPE_RUNS:
+            flow = by_engine.get(ours)
+            for other in ("duckdb", "pyspark"):
+                if flow and other in by_engine:
+                    wall = flow["wall_s"] / by_engine[other]["wall_s"]
+                    work = flow["work_s"] / by_engine[other]["work_s"]
+                    cpu = flow["cpu_s"] / by_engine[other]["cpu_s"]
+                    ratios.append(
+                        f"| {names[workload]}: {ours} / {other} | {wall:.2f} | {work:.2f} | {cpu:.2f} |"
+                    )
     lines += ratios
     if engines:
         lines += ["", "| sql_transform engine, in process | DuckDB s | DataFusion s |", "|---|---|---|"]
@@ -421,7 +435,7 @@ def main() -> None:
     generate(args.scale, data)
     out = data / "out"
     out.mkdir(exist_ok=True)
-    engines = ["flowpipe", "imports", "duckdb", "polars"]
+    engines = [*FLOWPIPE_RUNS, "imports", "duckdb", "polars"]
     why_not = "--no-spark given" if args.no_spark else spark_available()
     if why_not:
         print(f"PySpark skipped: {why_not}", file=sys.stderr)

@@ -130,7 +130,7 @@ def test_the_table_has_the_columns_the_source_reads_in_its_order(tmp_path: Path)
     [
         ("{path: IN}", "SELECT id * 2 AS twice FROM t WHERE flag", "MODE_AUTO", "answered batch by batch"),
         ("{path: IN}", "SELECT count(*) FROM t", "MODE_STREAMING", "asked batch by batch"),
-        ("{path: DIR}", "SELECT count(*) FROM t", "MODE_AUTO", "a directory"),
+        ("{path: DIR}", "SELECT count(*) FROM t", "MODE_AUTO", "hive partitions"),
         ("{path: IN}", "SELECT count(*) FROM t", "MODE_AUTO", "a millisecond timestamp column"),
         ("{path: IN}", "SELECT count(*) FROM t", "MODE_AUTO", "a list of millisecond timestamps"),
         ("{path: IN}", "SELECT count(*) FROM t", "MODE_AUTO", "a fixed-size list"),
@@ -147,15 +147,28 @@ def test_source_runs_when_the_query_could_not_read_the_file_alike(
     }
     if why in unlike:
         table = table.append_column("unlike", unlike[why])
-    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "flag=true").mkdir(parents=True)
     pq.write_table(table, tmp_path / "in.parquet")
-    pq.write_table(table, tmp_path / "dir" / "part.parquet")
+    pq.write_table(table.drop_columns(["flag"]), tmp_path / "dir" / "flag=true" / "part.parquet")
     config = config.replace("IN", f"'{tmp_path / 'in.parquet'}'").replace("DIR", f"'{tmp_path / 'dir'}'")
     text = query_flow(config, sql, tmp_path / "out.parquet", mode)
     assert fused(text) == {}, why
     if why in unlike:  # leaving that column out makes the file readable alike
         narrowed = text.replace("config: {path:", "config: {columns: [id], path:", 1)
         assert fused(narrowed) == {"read": "query"}
+
+
+def test_a_directory_of_files_alike(tmp_path: Path) -> None:
+    table, out = sample_table(), tmp_path / "out.parquet"
+    (tmp_path / "dir" / "later").mkdir(parents=True)
+    pq.write_table(table.slice(0, 2000), tmp_path / "dir" / "a.parquet", row_group_size=500)
+    pq.write_table(table.slice(2000), tmp_path / "dir" / "later" / "b.parquet", row_group_size=500)
+    (tmp_path / "dir" / "_SUCCESS").write_text("")
+    sql = "SELECT day, count(*) AS n, sum(amount) AS total FROM t GROUP BY day ORDER BY day"
+    text = query_flow(f"{{path: '{tmp_path / 'dir'}', columns: [day, amount]}}", sql, out)
+    assert fused(text) == {"read": "query"}
+    by_query, by_source, _ = both_ways(text, out)
+    assert by_query.equals(by_source) and sum(by_query.column("n").to_pylist()) == table.num_rows
 
 
 def test_not_with_no_fuse_nor_with_two_sources_on_the_queue(tmp_path: Path) -> None:

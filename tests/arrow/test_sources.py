@@ -64,17 +64,44 @@ def test_parquet_and_orc_keep_the_schema(tmp_path: Path) -> None:
 
 
 def test_declared_schema_is_the_read_one(tmp_path: Path) -> None:
-    # What a one-file source declares before start (for the queries downstream to check) is
-    # exactly the schema of the batches it reads; a directory's stays unknown.
-    pa_pq.write_table(sample_table(20), tmp_path / "t.parquet")
-    pa_orc.write_table(sample_table(20).drop_columns(["amount", "at"]), tmp_path / "t.orc")
-    for source, name in ((ParquetArrowSource, "t.parquet"), (OrcArrowSource, "t.orc")):
+    # What a Parquet or ORC source declares before start (for the queries downstream to check)
+    # is exactly the schema of the batches it reads: one file's, or a directory's whose files
+    # agree. Unknown when they differ, or when hive partitions add columns.
+    (tmp_path / "dir" / "sub").mkdir(parents=True)
+    for path in (
+        tmp_path / "t.parquet",
+        tmp_path / "dir" / "a.parquet",
+        tmp_path / "dir" / "sub" / "b.parquet",
+    ):
+        pa_pq.write_table(sample_table(20), path)
+    for path in (tmp_path / "t.orc", tmp_path / "dir" / "a.orc", tmp_path / "dir" / "sub" / "b.orc"):
+        pa_orc.write_table(sample_table(20).drop_columns(["amount", "at"]), path)
+    for source, name in (
+        (ParquetArrowSource, "t.parquet"),
+        (OrcArrowSource, "t.orc"),
+        (ParquetArrowSource, "dir"),
+        (OrcArrowSource, "dir"),
+    ):
         for columns in ([], ["price", "id"]):
             config = {"path": str(tmp_path / name), "columns": columns}
             declared = source.output_schema(source.config_model.model_validate(config), {})
-            assert declared == as_table(drain(source, config)).schema, (source, columns)
-    directory = ParquetArrowSource.config_model.model_validate({"path": str(tmp_path)})
-    assert ParquetArrowSource.output_schema(directory, {}) is None
+            assert declared == as_table(drain(source, config)).schema, (source, name, columns)
+
+    def declared(path: Path, columns: tuple[str, ...] = ()) -> Any:
+        return ParquetArrowSource.output_schema(
+            ParquetArrowSource.config_model.model_validate({"path": str(path), "columns": list(columns)}), {}
+        )
+
+    with pytest.raises(
+        ValueError, match=f"^config.columns: {tmp_path / 'dir'}: no column nope; columns are: id,"
+    ):
+        declared(tmp_path / "dir", ("id", "nope"))
+    pa_pq.write_table(sample_table(20).drop_columns(["flag"]), tmp_path / "dir" / "c.parquet")
+    assert declared(tmp_path / "dir") is None
+    (tmp_path / "dir" / "c.parquet").unlink()
+    (tmp_path / "dir" / "group=g0").mkdir()
+    pa_pq.write_table(sample_table(20), tmp_path / "dir" / "group=g0" / "d.parquet")
+    assert declared(tmp_path / "dir") is None
 
 
 def test_csv_and_json_declare_a_schema_only_when_fully_typed(tmp_path: Path) -> None:

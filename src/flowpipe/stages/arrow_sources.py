@@ -501,12 +501,19 @@ class _ColumnarSource(_ArrowSource[ColumnarSourceConfig]):
 
     @classmethod
     def output_schema(cls, config: ColumnarSourceConfig, inputs: Mapping[str, Any]) -> pa.Schema | None:
-        """A single file's schema (of its ``columns``); a directory's is left unknown, since
-        its files and hive partitions may differ."""
-        path = Path(config.path)
-        if not path.is_file():
+        """The files' schema (of ``columns``) when they all have the same one; unknown when
+        they differ or sit in hive partitions (``key=value`` folders add columns whose types
+        only the reading tells)."""
+        root = Path(config.path)
+        files = input_files(config.path, (cls._suffix,))
+        if any("=" in part for path in files for part in path.relative_to(root).parent.parts):
             return None
-        schema = cls._file_schema(path)
+        schema = cls._file_schema(files[0])
+        if any(not cls._file_schema(path).equals(schema) for path in files[1:]):
+            return None
+        missing = _missing_columns(config.columns, schema, root)
+        if missing:
+            raise ValueError(f"config.columns: {missing}")
         return cls._select(schema, config.columns) if config.columns else schema
 
 
@@ -529,10 +536,14 @@ class ParquetArrowSource(_ColumnarSource):
 
     @classmethod
     def file_scan(cls, config: ColumnarSourceConfig) -> FileScan | None:
-        """One file (a directory's hive partitions would need this source's typing of them):
-        a query can then read just the row groups and columns it needs."""
+        """The files, when their schema is known (not for hive partitions, whose column types
+        this source decides): a query can then read just the row groups and columns it needs."""
         schema = cls.output_schema(config, {})
-        return None if schema is None else FileScan("parquet", (str(Path(config.path).resolve()),), schema)
+        if schema is None:
+            return None
+        return FileScan(
+            "parquet", tuple(str(path.resolve()) for path in input_files(config.path, (cls._suffix,))), schema
+        )
 
     def _read(self) -> Iterator[pa.RecordBatch]:
         config, context = self.config, self.context

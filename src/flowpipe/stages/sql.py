@@ -22,9 +22,9 @@ Each input is a table: the ``table`` of its ``input_queues`` entry, else the que
 batch holds only scans, filters and projections, blocking otherwise (and for several inputs). ``filter`` and
 ``columns`` build a streaming filter/projection without writing a query.
 
-A blocking query whose input comes straight from a one-file ``parquet_arrow_source`` reads the
-file itself (``take_scans``): DuckDB then reads only the row groups and columns the query needs,
-on all cores, and the source does not run (``flowpipe run --no-fuse`` keeps it).
+A blocking query whose input comes straight from a ``parquet_arrow_source`` of known schema
+reads the files itself (``take_scans``): DuckDB then reads only the row groups and columns the
+query needs, on all cores, and the source does not run (``flowpipe run --no-fuse`` keeps it).
 """
 
 from __future__ import annotations
