@@ -473,7 +473,7 @@ class SqlTransform(Transform[SqlConfig]):
     ) -> list[str]:
         """The Parquet files of a blocking query's inputs, for DuckDB to scan itself: it reads
         only the row groups and columns the query needs, in parallel, instead of the source
-        decoding every batch. None for a query run batch by batch (its per-batch answers would
+        decoding every batch. Nothing for a query run batch by batch (its per-batch answers would
         become one), nor for a column of a type DuckDB reads from Parquet otherwise than from
         Arrow."""
         if not config.sql.strip() or config.mode is Mode.STREAMING:
