@@ -12,6 +12,7 @@ boundaries — so every row is read exactly once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
@@ -478,6 +479,13 @@ class _ColumnarSource(_ArrowSource[ColumnarSourceConfig]):
         """The schema of the batches read with ``columns`` (all present) from a file of ``schema``."""
 
     @classmethod
+    def _footer(cls, path: Path) -> pa.Schema:
+        """``_file_schema``, read once per version of the file: ``preflight``, ``output_schema``
+        and ``file_scan`` each look at every file of a directory."""
+        stat = path.stat()
+        return _footers(cls._file_schema, str(path), stat.st_mtime_ns, stat.st_size)
+
+    @classmethod
     def preflight(cls, config: ColumnarSourceConfig) -> list[str]:
         """Every input file's footer, read before the flow starts: a file that is not of the
         format, or a single file without a column of ``columns``, is found now rather than
@@ -491,7 +499,7 @@ class _ColumnarSource(_ArrowSource[ColumnarSourceConfig]):
             return [f"config.path: {error}"]
         for path in files:
             try:
-                schema = cls._file_schema(path)
+                schema = cls._footer(path)
             except (pa.ArrowException, OSError) as error:
                 return [f"config.path: {path}: {error}"]
             missing = _missing_columns(config.columns, schema, path)
@@ -508,8 +516,8 @@ class _ColumnarSource(_ArrowSource[ColumnarSourceConfig]):
         files = input_files(config.path, (cls._suffix,))
         if any("=" in part for path in files for part in path.relative_to(root).parent.parts):
             return None
-        schema = cls._file_schema(files[0])
-        if any(not cls._file_schema(path).equals(schema) for path in files[1:]):
+        schema = cls._footer(files[0])
+        if any(not cls._footer(path).equals(schema) for path in files[1:]):
             return None
         missing = _missing_columns(config.columns, schema, root)
         if missing:
@@ -604,6 +612,11 @@ class OrcArrowSource(_ColumnarSource):
             step = config.batch_size or batch.num_rows or 1
             for offset in range(0, batch.num_rows, step):
                 yield batch.slice(offset, step)
+
+
+@functools.lru_cache(maxsize=1024)
+def _footers(read: Callable[[Path], pa.Schema], path: str, mtime_ns: int, size: int) -> pa.Schema:
+    return read(Path(path))
 
 
 def _input_stream(path: Path, codec: str | None) -> Any:
