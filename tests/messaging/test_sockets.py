@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from flowpipe import Payload
+from flowpipe import Payload, StageContext
 from flowpipe.stages.sockets import TcpSource, TcpSourceConfig, UdpSource, UdpSourceConfig
 from flowpipe.testing import FlowResult, TestingSource, run_flow
 
@@ -137,6 +137,19 @@ def test_udp_round_trip() -> None:
     thread.join(20)
     assert results[0].exit_code == 0
     assert sorted(p.data for p in out) == sorted(records)
+
+
+def test_udp_source_asks_for_a_receive_buffer_that_holds_a_burst() -> None:
+    """Linux grants min(asked, net.core.rmem_max) and doubles it for its bookkeeping."""
+    config = UdpSourceConfig(bind_address="127.0.0.1", port=free_port(socket.SOCK_DGRAM))
+    source = UdpSource(config, StageContext(flow_name="f", stage_name="u", stage_type="udp_source"))
+    source.open()
+    try:
+        granted = source._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+        assert granted == 2 * min(4 << 20, rmem_max)
+    finally:
+        source.close()
 
 
 def test_udp_over_a_unix_socket_drops_oversized_datagrams(tmp_path: Path) -> None:

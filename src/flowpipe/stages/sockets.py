@@ -40,6 +40,7 @@ __all__ = ["TcpSink", "TcpSource", "UdpSink", "UdpSource"]
 _RECV_BYTES = 256 * 1024
 _MAX_TCP_RECORD = 1 << 20
 _MAX_DATAGRAM = 65507  # the largest UDP payload over IPv4
+_RECEIVE_BUFFER = 4 << 20  # bytes asked for a datagram socket's receive buffer
 _LENGTH = struct.Struct(">I")
 _CONNECT_TIMEOUT_S = 2.0
 _SEND_TIMEOUT_S = 10.0
@@ -322,6 +323,10 @@ class UdpSource(Source[UdpSourceConfig]):
             config.unix_socket_path,
             shared=self.context.worker_count > 1,
         )
+        # A burst beyond the kernel's receive buffer is dropped unseen; ask for room (capped by
+        # net.core.rmem_max) so that a batch's worth of datagrams waits for the next read.
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
         self._sock.setblocking(False)
         self._poll = select.poll()
         self._poll.register(self._sock, select.POLLIN)
