@@ -37,10 +37,16 @@ class TestingSource(Source[StageConfig]):
     __test__ = False
     FAIL: ClassVar[object] = object()
     records: ClassVar[Sequence[Any]] = ()
+    schema: ClassVar[Any] = None
 
     @classmethod
-    def of(cls, records: Iterable[Any]) -> type[TestingSource]:
-        return type("TestingSource", (cls,), {"records": list(records)})
+    def of(cls, records: Iterable[Any], schema: Any = None) -> type[TestingSource]:
+        """``schema``: what the source declares before start (its ``output_schema``)."""
+        return type("TestingSource", (cls,), {"records": list(records), "schema": schema})
+
+    @classmethod
+    def output_schema(cls, config: Any, inputs: Mapping[str, Any]) -> Any:
+        return cls.schema
 
     def open(self) -> None:
         context = self.context

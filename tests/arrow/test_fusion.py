@@ -225,14 +225,12 @@ def test_an_error_while_reading_the_file_names_the_query_stage(tmp_path: Path) -
     assert "Could not convert string 'name-1' to INT32" in str(result.failure)
 
 
-def test_an_empty_file_is_an_empty_table_to_the_query(tmp_path: Path) -> None:
-    """Read by the query, a file without rows gives SQL's answer over an empty table; through
-    the source no batch comes, so the query has no table and sends nothing."""
+def test_an_empty_file_is_an_empty_table_both_ways(tmp_path: Path) -> None:
+    """SQL's answer over an empty table: read by the query, or through a source whose schema is
+    known before start and that sends no batch."""
     source, out = tmp_path / "empty.parquet", tmp_path / "out.parquet"
     pq.write_table(sample_table(0), source)
     text = query_flow(f"{{path: '{source}'}}", "SELECT sum(price) AS s, count(*) AS n FROM t", out)
-    assert run_flow(text).exit_code == 0
-    assert pq.read_table(out).to_pylist() == [{"s": None, "n": 0}]
-    out.unlink()
-    plain = run_flow(text, fuse=False)
-    assert plain.exit_code == 0 and plain.records_in["write"] == 0 and not out.exists()
+    by_query, by_source, (_, plain) = both_ways(text, out)
+    assert by_query.equals(by_source) and by_query.to_pylist() == [{"s": None, "n": 0}]
+    assert plain.records_out["read"] == 0

@@ -114,6 +114,74 @@ def test_two_named_inputs_join_in_a_flow() -> None:
     assert as_table([p.data for p in out]).equals(duckdb_answer(sql, orders=orders, items=items))
 
 
+def join_flow(sql: str) -> str:
+    return job(
+        f"""
+  - {{name: o, type: orders, output_queue: a}}
+  - {{name: i, type: items, output_queue: b}}
+  - name: q
+    type: sql_transform
+    input_queues: [{{queue: a, table: orders}}, {{queue: b, table: items}}]
+    output_queue: c
+    config: {{sql: "{sql}"}}
+  - {{name: out, type: out, input_queue: c}}
+""",
+        queues="[{name: a}, {name: b}, {name: c}]",
+    )
+
+
+ORDERS = pa.schema([("order_id", pa.int64()), ("customer", pa.int64())])
+ITEMS = pa.table({"order_id": [1, 2, 3], "price": [1.5, 2.5, 3.5]})
+
+
+def test_an_input_that_sends_nothing_is_an_empty_table_when_its_schema_is_known() -> None:
+    sql = "SELECT order_id, customer, price FROM items LEFT JOIN orders USING (order_id) ORDER BY order_id"
+    out: list[Payload] = []
+    stages = {
+        "orders": TestingSource.of([], schema=ORDERS),
+        "items": TestingSource.of(ITEMS.to_batches()),
+        "out": TestingSink.into(out),
+    }
+    result = run_flow(join_flow(sql), stages=stages)
+    assert result.exit_code == 0, result.failure
+    assert as_table([p.data for p in out]).equals(
+        duckdb_answer(sql, orders=ORDERS.empty_table(), items=ITEMS)
+    )
+    # One input alone: an aggregate answers over the empty table, a filter sends nothing.
+    for query, expected in (
+        ("SELECT count(*) AS n FROM t", [{"n": 0}]),
+        ("SELECT * FROM t WHERE price > 2", []),
+    ):
+        out.clear()
+        flow = job(
+            f"""
+  - {{name: s, type: src, output_queue: a}}
+  - {{name: q, type: sql_transform, input_queue: a, output_queue: b, config: {{table: t, sql: "{query}"}}}}
+  - {{name: out, type: out, input_queue: b}}
+"""
+        )
+        stages = {"src": TestingSource.of([], schema=ITEMS.schema), "out": TestingSink.into(out)}
+        assert run_flow(flow, stages=stages).exit_code == 0
+        assert [row for p in out for row in p.data.to_pylist()] == expected, query
+
+
+def test_an_input_that_sends_nothing_of_unknown_schema_is_named() -> None:
+    out: list[Payload] = []
+    stages = {
+        "orders": TestingSource.of([]),
+        "items": TestingSource.of(ITEMS.to_batches()),
+        "out": TestingSink.into(out),
+    }
+    result = run_flow(join_flow("SELECT * FROM items LEFT JOIN orders USING (order_id)"), stages=stages)
+    assert result.exit_code == 1 and result.failure is not None and result.failure.stage_name == "q"
+    assert "input 'orders' sent no data, and its columns are not known before data comes" in str(
+        result.failure
+    )
+    stages["items"] = TestingSource.of([])  # nothing at all came and nothing is known: no answer
+    assert run_flow(join_flow("SELECT count(*) FROM items, orders"), stages=stages).exit_code == 0
+    assert out == []
+
+
 def test_unknown_column_fails_at_the_first_batch_with_engine_message() -> None:
     stage = make(SqlTransform, {"sql": "SELECT nope FROM t"})
     batch = Batch([sample_table(10).to_batches()[0]])

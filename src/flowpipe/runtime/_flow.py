@@ -242,6 +242,7 @@ class FlowRun:
                 logger=logging.getLogger(f"flowpipe.{self.plan.name}.{stage.name}"),
                 request_stop=self.request_stop,
                 scans=dict(stage.scans),
+                input_schemas=dict(stage.input_schemas),
             )
             instance = stage.info.stage_class(stage.config, context)
             for instrument in self.instruments:

@@ -36,6 +36,7 @@ class StagePlan:
     output: str | None
     cpus: tuple[int, ...] = ()
     realtime_priority: int | None = None
+    input_schemas: tuple[tuple[str, Any], ...] = ()  # known before start (None: unknown)
     scans: tuple[tuple[str, FileScan], ...] = ()  # inputs it reads from their files itself
     fused_into: str | None = None  # a source whose files that stage reads: it does not run
 
@@ -120,6 +121,7 @@ def plan_flow(
             )
         if not any(not p.warning for p in problems):
             inputs = _input_schemas(parsed, stages, stage_indexes, problems)
+            stages = [replace(plan, input_schemas=tuple(inputs[plan.name].items())) for plan in stages]
             if fuse and not any(not p.warning for p in problems):
                 stages = _fuse(parsed, stages, stage_indexes, inputs, problems)
     if any(not p.warning for p in problems):

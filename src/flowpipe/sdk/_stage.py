@@ -91,6 +91,7 @@ class StageContext:
         "_stop",
         "_wake",
         "flow_name",
+        "input_schemas",
         "inputs",
         "logger",
         "scans",
@@ -115,6 +116,7 @@ class StageContext:
         logger: logging.Logger | None = None,
         request_stop: Callable[[str], None] | None = None,
         scans: Mapping[str, FileScan] | None = None,
+        input_schemas: Mapping[str, Any] | None = None,
     ) -> None:
         self.flow_name = flow_name
         self.stage_name = stage_name
@@ -124,6 +126,11 @@ class StageContext:
         self.inputs = inputs
         """The names a batch's ``input`` takes, in the flow's order: each ``input_queues``
         entry's ``table`` (else its queue), or the ``input_queue``; empty for a source."""
+        self.input_schemas: Mapping[str, Any] = input_schemas if input_schemas is not None else {}
+        """Each input's schema as ``flowpipe run`` learned it before start from the stages
+        feeding it (:meth:`output_schema`), None when unknown; empty when not run by
+        ``flowpipe run``. Lets a stage prepare for an input before its first batch, or for an
+        input that sends none."""
         self.scans: Mapping[str, FileScan] = scans if scans is not None else {}
         """The inputs this stage reads from their files itself (:meth:`Stage.take_scans`), by
         input name; no batch comes on them."""

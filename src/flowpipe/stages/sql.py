@@ -259,17 +259,26 @@ class _BlockingQuery:
 
     Each input table is an Arrow stream that DuckDB pulls from a feed the workers fill, so DuckDB
     aggregates while the sources still read and holds its own state (sums, hash tables), not the
-    input. The query starts once every input has sent a batch (a table's schema is its first
-    batch's). One input's feed is bounded: a slow query holds the flow back. Several inputs' feeds
-    are not, because DuckDB picks the order it reads them in (a join builds one side before it
-    probes the other). The workers of a stage (``threads: N``) share one query. Tables read from
-    files (``scans``) are DuckDB views over them."""
+    input. The query starts once every input's schema is known: before start (``flowpipe run``
+    learns it from the stages feeding it), else from its first batch. An input that sends
+    nothing is then an empty table. One input's feed is bounded: a slow query holds the flow
+    back. Several inputs' feeds are not, because DuckDB picks the order it reads them in (a join
+    builds one side before it probes the other). The workers of a stage (``threads: N``) share
+    one query. Tables read from files (``scans``) are DuckDB views over them."""
 
-    def __init__(self, sql: str, tables: tuple[str, ...], stage: str, scans: Mapping[str, FileScan]) -> None:
-        """``tables``: the inputs whose first batch it waits for; ``scans``: the tables read
-        from files, by table name."""
+    def __init__(
+        self,
+        sql: str,
+        tables: tuple[str, ...],
+        stage: str,
+        scans: Mapping[str, FileScan],
+        schemas: Mapping[str, pa.Schema],
+    ) -> None:
+        """``tables``: the inputs read from batches, ``schemas`` those of them whose schema is
+        known before the first batch; ``scans``: the tables read from files, by table name."""
         self.lock = threading.Lock()
         self._sql, self._tables, self._stage, self._scans = sql, tables, stage, scans
+        self.schemas = schemas
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._feeds: dict[str, _Feed] = {}
         self._db: duckdb.DuckDBPyConnection | None = None
@@ -283,7 +292,7 @@ class _BlockingQuery:
         with self.lock:
             if self._thread is None:
                 self._pending.setdefault(table, []).extend(parts)
-                if self._pending.keys() >= set(self._tables):
+                if not self._unknown():
                     self._start()
                 return
             feed = self._feeds.get(table)
@@ -294,18 +303,24 @@ class _BlockingQuery:
             feed.put(part)
 
     def begin(self) -> None:
-        """Start now if no table is read from batches (the files are there already)."""
+        """Start now if every table's schema is known (a view over files needs none)."""
         with self.lock:
-            if self._thread is None and not self._tables:
+            if self._thread is None and (self._tables or self._scans) and not self._unknown():
                 self._start()
+
+    def _unknown(self) -> list[str]:
+        """The tables whose schema is still unknown: not known before start, no batch yet."""
+        return [t for t in self._tables if t not in self._pending and t not in self.schemas]
 
     def _start(self) -> None:
         """Register each table as a stream (or view) and start the query (lock held)."""
         self._db = db = _database().cursor()
-        limit = 8 if len(self._pending) == 1 else 0
-        for table, parts in self._pending.items():
+        tables = dict.fromkeys([*self._tables, *self._pending])  # the declared ones, and any that came
+        limit = 8 if len(tables) == 1 else 0
+        for table in tables:
+            parts = self._pending.get(table, [])
             self._feeds[table] = feed = _Feed(parts, limit)
-            schema = parts[0].schema
+            schema = self.schemas.get(table) or parts[0].schema
             db.register(table, pa.RecordBatchReader.from_batches(schema, _stream(table, schema, feed)))
         for table, scan in self._scans.items():
             db.execute(_view(table, scan))
@@ -328,12 +343,22 @@ class _BlockingQuery:
             raise ValueError(f"{self._stage}: {text}") from self._error
 
     def result(self) -> pa.Table | None:
-        """Close the feeds and wait for the query: its result, None if no input came."""
+        """Close the feeds and wait for the query: its result, None if nothing came and no
+        input's schema is known."""
         with self.lock:
             if self._thread is None:
-                if not self._pending and not self._scans:
+                unknown = self._unknown()
+                if unknown and not self._pending and not self._scans:
                     return None
-                self._start()  # an input sent nothing: DuckDB names the missing table
+                if unknown:
+                    names = ", ".join(repr(table) for table in unknown)
+                    raise ValueError(
+                        f"{self._stage}: input {names} sent no data, and its columns are not known"
+                        " before data comes, so the query has no such table (a source that declares"
+                        " its schema, such as Parquet, or CSV with typed include_columns, makes it"
+                        " an empty table)"
+                    )
+                self._start()
         self._wait()
         self._raise_error()
         return self._result
@@ -387,17 +412,28 @@ class SqlTransform(Transform[SqlConfig]):
         config, context = self.config, self.context
         self._db = _database().cursor()
         self._streaming: bool | None = None  # decided on the first batch (MODE_AUTO)
-        self._bound = False
         self._finished = False
         scans = {config.table or name: scan for name, scan in context.scans.items()}
         for table, scan in scans.items():  # for binding the query on the other inputs' batches
             self._db.execute(_view(table, scan))
-        tables = tuple(t for t in ((config.table,) if config.table else context.inputs) if t not in scans)
+        inputs = (config.table,) if config.table else context.inputs
+        known = {config.table or name: schema for name, schema in context.input_schemas.items()}
+        self._schemas = {t: known[t] for t in inputs if t not in scans and known.get(t) is not None}
         # One query for the stage's workers (dict.setdefault is atomic): used if it blocks.
         self._query = context.shared.setdefault(
-            "query", _BlockingQuery(config.sql, tables, context.stage_name, scans)
+            "query",
+            _BlockingQuery(
+                config.sql,
+                tuple(t for t in inputs if t not in scans),
+                context.stage_name,
+                scans,
+                self._schemas,
+            ),
         )
-        if scans:  # taken only for a blocking query
+        # With every input's schema known, `flowpipe run` bound the query before start.
+        self._bound = bool(inputs) and all(t in scans or t in self._schemas for t in inputs)
+        several = len(inputs) > 1 and config.mode is Mode.AUTO
+        if scans or several or config.mode is Mode.BLOCKING:  # scans are taken for blocking queries only
             self._streaming = False
             self._query.begin()
 
@@ -495,6 +531,9 @@ class SqlTransform(Transform[SqlConfig]):
         with query.lock:
             query.finished += 1
             last = query.finished == self.context.worker_count
+        if self._streaming is None:  # no batch came: decide as on a first batch, over an empty one
+            known = next(iter(self._schemas.items()), None)
+            self._streaming = known is not None and self._decide(known[0], known[1].empty_table())
         # The last worker to finish closes the input: it alone has the query's result.
         if self._streaming or not last:
             return None
