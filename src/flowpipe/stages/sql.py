@@ -278,7 +278,7 @@ class _BlockingQuery:
         known before the first batch; ``scans``: the tables read from files, by table name."""
         self.lock = threading.Lock()
         self._sql, self._tables, self._stage, self._scans = sql, tables, stage, scans
-        self.schemas = schemas
+        self._schemas = schemas
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._feeds: dict[str, _Feed] = {}
         self._db: duckdb.DuckDBPyConnection | None = None
@@ -310,7 +310,7 @@ class _BlockingQuery:
 
     def _unknown(self) -> list[str]:
         """The tables whose schema is still unknown: not known before start, no batch yet."""
-        return [t for t in self._tables if t not in self._pending and t not in self.schemas]
+        return [t for t in self._tables if t not in self._pending and t not in self._schemas]
 
     def _start(self) -> None:
         """Register each table as a stream (or view) and start the query (lock held)."""
@@ -320,7 +320,7 @@ class _BlockingQuery:
         for table in tables:
             parts = self._pending.get(table, [])
             self._feeds[table] = feed = _Feed(parts, limit)
-            schema = self.schemas.get(table) or parts[0].schema
+            schema = self._schemas.get(table) or parts[0].schema
             db.register(table, pa.RecordBatchReader.from_batches(schema, _stream(table, schema, feed)))
         for table, scan in self._scans.items():
             db.execute(_view(table, scan))
