@@ -206,6 +206,37 @@ def test_csv_options_and_gzip_files_split_by_file(tmp_path: Path) -> None:
     assert read.column("id").to_pylist() == list(range(30))
 
 
+def test_lower_camel_config_keys_read_as_the_proto_names(tmp_path: Path) -> None:
+    # flow-pipe's plugins parse their config with protobuf JSON, which takes either spelling.
+    path = tmp_path / "t.csv"
+    path.write_text("# skipped\na;b\n1;x\n2;y\n")
+    snake = {
+        "path": str(path),
+        "output_type": "OUTPUT_TYPE_RECORD_BATCH",
+        "read_options": {"skip_rows": 1, "block_size": 1 << 16},
+        "parse_options": {"delimiter": ";"},
+        "convert_options": {
+            "column_types": {
+                "a": {"type": "DATA_TYPE_DECIMAL128", "decimal_precision": 5, "decimal_scale": 1}
+            }
+        },
+    }
+    camel = {
+        "path": str(path),
+        "outputType": "OUTPUT_TYPE_RECORD_BATCH",
+        "readOptions": {"skipRows": 1, "blockSize": 1 << 16},
+        "parseOptions": {"delimiter": ";"},
+        "convertOptions": {
+            "columnTypes": {"a": {"type": "DATA_TYPE_DECIMAL128", "decimalPrecision": 5, "decimalScale": 1}}
+        },
+    }
+    model = CsvArrowSource.config_model
+    assert model.model_validate(camel) == model.model_validate(snake)
+    read = as_table(drain(CsvArrowSource, camel))
+    assert read.schema == pa.schema([("a", pa.decimal128(5, 1)), ("b", pa.string())])
+    assert read.column("b").to_pylist() == ["x", "y"]
+
+
 def test_json_explicit_schema(tmp_path: Path) -> None:
     write_json(sample_table(100), tmp_path / "t.json")
     config = {

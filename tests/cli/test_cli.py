@@ -115,22 +115,35 @@ def test_stage_config_problems_read_like_the_specs(flowpipe: Run, write: Callabl
     ]
 
 
-def test_lower_camel_keys_are_for_the_spec_not_for_stage_configs(
-    flowpipe: Run, write: Callable[[str, str], Path]
-) -> None:
-    # The flow's own keys may be written lowerCamel (protojson); a stage config's keys are read
-    # as written, as flow-pipe's plugins read them, so the fix names the proto field.
+def test_stage_config_keys_may_be_lower_camel(flowpipe: Run, write: Callable[[str, str], Path]) -> None:
+    # flow-pipe's plugins read their config with protobuf JSON, which takes the lowerCamel
+    # names too; errors name what the file wrote, and a missing key by its proto name.
     path = write(
         "camel.yaml",
         "name: t\nqueues: [{name: q, capacity: 4}]\nstages:\n"
-        "  - {name: s, type: noop_source, outputQueue: q, config: {maxMessages: 3}}\n"
+        "  - {name: s, type: noop_source, outputQueue: q, config: {maxMessages: 2, message: hi}}\n"
         "  - {name: o, type: stdout_sink, inputQueue: q}\n",
     )
-    proc = flowpipe("validate", path)
+    proc = flowpipe("run", path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["hi #0", "hi #1"]
+    bad = write(
+        "bad_camel.yaml",
+        "name: t\nqueues: [{name: q, capacity: 4}]\nstages:\n"
+        "  - {name: s, type: noop_source, output_queue: q,"
+        " config: {maxMessages: 3, max_messages: 4, delayMs: x}}\n"
+        "  - {name: k, type: kafka_source, output_queue: q, config: {brokers: 'b:1', topic: t}}\n"
+        "  - {name: o, type: stdout_sink, input_queue: q}\n",
+    )
+    proc = flowpipe("validate", bad)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
-        f"{path}:4:59: error: stage 's' (noop_source): config: unknown key 'maxMessages'"
-        " (fix: write it as 'max_messages': config keys are the proto field names)"
+        f"{bad}:4:76: error: stage 's' (noop_source): config: 'max_messages' is also given as 'maxMessages'"
+        " (fix: keep one of them)",
+        f"{bad}:4:102: error: stage 's' (noop_source): config.delayMs: expected a whole number, got 'x'"
+        " (fix: write a number such as 4)",
+        f"{bad}:5:60: error: stage 'k' (kafka_source): config: missing required key 'group_id'"
+        " (fix: add group_id: ...)",
     ]
 
 

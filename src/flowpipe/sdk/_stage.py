@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 from ._payload import Batch, BatchBuilder, Payload, PayloadMeta
 
@@ -57,12 +58,16 @@ class StageKind(enum.Enum):
 
 class StageConfig(BaseModel):
     """Base of every stage's config model: unknown keys are rejected and values are frozen.
+    A key may be written as the field's name (``output_type``) or in lowerCamel
+    (``outputType``), as flow-pipe's plugins read their configs with protobuf JSON.
 
     Declare fields with defaults and ``Field(description=...)``; the descriptions are shown by
     ``flowpipe stages show TYPE`` and in validation errors.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, defer_build=True, alias_generator=to_camel, populate_by_name=True
+    )
 
 
 class EndOfStream(Exception):

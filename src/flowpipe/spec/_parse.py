@@ -17,6 +17,7 @@ from typing import Any, TypeVar, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from flowpipe.sdk import FlowSpecError, Problem
@@ -263,25 +264,19 @@ def validation_problem(
     loc: Loc = (*within, *error["loc"])
     kind = error["type"]
     where, at_key = loc, False
-    if kind == "extra_forbidden":
-        where, at_key = loc[:-1], True
+    if kind in ("extra_forbidden", "missing"):
+        where, at_key = loc[:-1], kind == "extra_forbidden"
         key, found = str(loc[-1]), _model_at(model, where[len(within) :])
-        fields = list(found.model_fields) if found is not None else []
-        # The flow's own keys may be written lowerCamel too (protojson); a stage's config may not.
-        spellings = fields + [
-            to_camel(f) for f in fields if found and found.model_config.get("alias_generator")
-        ]
-        valid = f"remove it; valid keys: {', '.join(fields)}" if fields else "remove it"
-        what = f"unknown key '{key}'"
-        if key in fields:  # given under both spellings; pydantic keeps the lowerCamel one
-            what, hint = f"'{key}' is also given as '{to_camel(key)}'", "keep one of them"
-        elif to_snake(key) in fields and key not in spellings:
-            hint = f"write it as '{to_snake(key)}': config keys are the proto field names"
+        fields = found.model_fields if found is not None else {}
+        if kind == "missing":  # pydantic names it by its alias (lowerCamel): say the proto name
+            key = _field_named(fields, key) or key
+            what, hint = f"missing required key '{key}'", f"add {key}: ..."
+        elif key in fields and fields[key].alias not in (None, key):  # both spellings; the alias wins
+            what, hint = f"'{key}' is also given as '{fields[key].alias}'", "keep one of them"
         else:
-            hint = suggest(key, spellings, valid)
-    elif kind == "missing":
-        where = loc[:-1]
-        what, hint = f"missing required key '{loc[-1]}'", f"add {loc[-1]}: ..."
+            valid = f"remove it; valid keys: {', '.join(fields)}" if fields else "remove it"
+            spellings = [*fields, *(info.alias for info in fields.values() if info.alias)]
+            what, hint = f"unknown key '{key}'", suggest(key, spellings, valid)
     else:
         what, hint = _describe(error)
     prefix = ": ".join(part for part in (label, dotted(where)) if part)
@@ -327,16 +322,22 @@ def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     for part in loc:
         annotation = _unwrap(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            fields = annotation.model_fields
-            name = part if part in fields else to_snake(str(part))
-            if name not in fields:
+            name = _field_named(annotation.model_fields, str(part))
+            if name is None:
                 return None
-            annotation = fields[name].annotation
+            annotation = annotation.model_fields[name].annotation
         else:  # a list index or a dict key: step into the item type
             args = get_args(annotation)
             annotation = args[-1] if args else None
     annotation = _unwrap(annotation)
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _field_named(fields: dict[str, FieldInfo], key: str) -> str | None:
+    """The field that ``key`` names, by its name or its alias."""
+    if key in fields:
+        return key
+    return next((name for name, info in fields.items() if info.alias == key), None)
 
 
 def _unwrap(annotation: Any) -> Any:
