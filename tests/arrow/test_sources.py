@@ -207,7 +207,8 @@ def test_csv_options_and_gzip_files_split_by_file(tmp_path: Path) -> None:
 
 
 def test_lower_camel_config_keys_read_as_the_proto_names(tmp_path: Path) -> None:
-    # flow-pipe's plugins parse their config with protobuf JSON, which takes either spelling.
+    # flow-pipe's plugins parse their config with protobuf JSON, which takes either spelling,
+    # and an enum by number, even quoted (flow-pipe's YAML reader made every scalar a string).
     path = tmp_path / "t.csv"
     path.write_text("# skipped\na;b\n1;x\n2;y\n")
     snake = {
@@ -223,7 +224,7 @@ def test_lower_camel_config_keys_read_as_the_proto_names(tmp_path: Path) -> None
     }
     camel = {
         "path": str(path),
-        "outputType": "OUTPUT_TYPE_RECORD_BATCH",
+        "outputType": "1",
         "readOptions": {"skipRows": 1, "blockSize": 1 << 16},
         "parseOptions": {"delimiter": ";"},
         "convertOptions": {

@@ -37,14 +37,16 @@ __all__ = [
 
 class ProtoEnum(enum.Enum):
     """An enum read as flow-pipe writes it: the proto name (``COMPRESSION_SNAPPY``), the short
-    form (``snappy``, any case) or the proto number (the member's position). Anything else is
-    an error listing the valid names and suggesting the nearest."""
+    form (``snappy``, any case) or the proto number (the member's position, quoted or not).
+    Anything else is an error listing the valid names and suggesting the nearest."""
 
     __prefix__ = ""
 
     @classmethod
     def _missing_(cls, value: object) -> ProtoEnum | None:
         members = list(cls)
+        if isinstance(value, str) and value.strip().isdigit():  # flow-pipe's YAML made "1" of 1
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return members[value] if 0 <= value < len(members) else None
         if isinstance(value, str):
