@@ -52,6 +52,10 @@ def run_sql(config: dict[str, Any], table: pa.Table, workers: int = 1) -> tuple[
         ("SELECT id FROM t ORDER BY price DESC LIMIT 7", False),
         ('SELECT id, rank() OVER (PARTITION BY "group" ORDER BY price) AS r FROM t ORDER BY id', False),
         ("SELECT DISTINCT small FROM t ORDER BY small", False),
+        # Read twice (a stream can be scanned once: these are stored before the query runs).
+        ("SELECT id FROM t WHERE price > (SELECT avg(price) FROM t) ORDER BY id", False),
+        ("SELECT count(*) AS n, sum(a.price - b.price) AS d FROM t a JOIN t b ON a.id = b.id", False),
+        ("SELECT id FROM t WHERE small = 1 UNION ALL SELECT id FROM t WHERE small = 2 ORDER BY id", False),
     ],
 )
 def test_results_equal_duckdb(sql: str, streaming: bool, workers: int) -> None:
@@ -290,6 +294,17 @@ def test_bad_queries_fail_validation(tmp_path: Path) -> None:
         SqlTransform, {"sql": "SELECT 1", "filter": "a"}
     )
     assert "MODE_BLOCKING needs sql" in config_error(SqlTransform, {"filter": "a", "mode": "BLOCKING"})
+    # filter is one condition and each columns entry one expression: nothing else gets in.
+    for smuggled in ({"filter": "a < 3; SELECT 42"}, {"filter": "a < 3 UNION ALL SELECT * FROM t"}):
+        assert "syntax error" in config_error(SqlTransform, smuggled)
+    assert "expected one SELECT statement" in config_error(
+        SqlTransform, {"columns": ["a FROM t; SELECT 1 --"]}
+    )
+    for smuggled in (
+        {"columns": ["* FROM t UNION ALL SELECT * FROM u --"]},
+        {"columns": ["a FROM t ORDER BY 1 --"]},
+    ):
+        assert "each columns entry one expression" in config_error(SqlTransform, smuggled)
     with pytest.raises(FlowSpecError, match=r"config.sql: .*syntax error"):
         run_flow(
             job('  - {name: q, type: sql_transform, input_queue: a, output_queue: b, config: {sql: "SELEC"}}')
@@ -355,9 +370,10 @@ def test_batches_of_another_schema_are_cast_or_named() -> None:
     _feed_in_thread(stage, [first, words])
     with pytest.raises(
         ValueError, match=r"^stage: .*input 't': a batch's schema \(x: string\) does not match"
-    ):
+    ) as error:
         stage.finish()
     stage.close()
+    assert "Traceback" not in str(error.value)  # the input's own error, not DuckDB's wrapping
 
 
 def test_query_failing_on_late_data_exits_1_naming_the_stage() -> None:

@@ -201,6 +201,24 @@ def test_input_queue_and_input_queues_are_exclusive() -> None:
     assert located(parsed) == [(7, 19, "stage 'b' has both input_queue and input_queues")]
 
 
+def test_input_queues_name_each_queue_and_table_once() -> None:
+    # The same queue twice would split its records between two tables; the same table twice
+    # would hide one input.
+    parsed = parse("""\
+        queues: [{name: a}, {name: b}]
+        stages:
+          - {name: s1, type: t, output_queue: a}
+          - {name: s2, type: t, output_queue: b}
+          - name: j
+            type: t
+            input_queues: [{queue: a, table: x}, {queue: a, table: y}, {queue: b, table: x}]
+        """)
+    assert located(parsed) == [
+        (7, 50, "stage 'j': input_queues[1].queue 'a' is already an input of this stage"),
+        (7, 82, "stage 'j': input_queues[2].table 'x' is already an input of this stage"),
+    ]
+
+
 def test_cpu_pinning(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     parsed = parse("""\

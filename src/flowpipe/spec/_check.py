@@ -108,6 +108,19 @@ def _stages(spec: FlowSpec) -> Iterator[Finding]:
                 f"{label} has both input_queue and input_queues",
                 "keep one: input_queue for one input, input_queues for several",
             )
+        # One queue read twice would split its records between the two; one table name twice
+        # would hide an input.
+        for key in ("queue", "table"):
+            seen: set[str] = set()
+            for j, named in enumerate(stage.input_queues):
+                value = getattr(named, key)
+                if value in seen:
+                    yield Finding(
+                        ("stages", i, "input_queues", j, key),
+                        f"{label}: input_queues[{j}].{key} '{value}' is already an input of this stage",
+                        f"give each input its own {key}",
+                    )
+                seen.add(value)
 
 
 # The formats the runtime enforces on a queue's records (runtime/_formats.py).

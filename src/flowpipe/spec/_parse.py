@@ -313,6 +313,8 @@ def _describe(error: ErrorDetails) -> tuple[str, str]:
         return f"expected {expected}, got {show(value)}", hint
     if kind in ("value_error", "assertion_error"):  # a validator's own words say what is wrong
         return error["msg"].split(", ", 1)[-1], ""
+    if value is None and kind == "conflict":  # a rule between keys, with no one value at fault
+        return error["msg"], ""
     return f"{error['msg']}, got {show(value)}", ""
 
 

@@ -8,7 +8,9 @@ original reopened and truncated it for every record).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
@@ -51,7 +53,14 @@ class FileSource(Source[FileSourceConfig]):
 
     @classmethod
     def preflight(cls, config: Any) -> list[str]:
-        return input_problems(config.path)
+        problems = input_problems(config.path)
+        if problems:
+            return problems
+        try:  # an empty directory, known before start like a missing path
+            input_files(config.path)
+        except FileNotFoundError as error:
+            return [f"config.path: {error}"]
+        return []
 
     def open(self) -> None:
         config, context = self.config, self.context
@@ -79,35 +88,56 @@ class FileSource(Source[FileSourceConfig]):
             if not self._units:
                 raise EndOfStream
             path, start, end = self._units.pop(0)
-            with self._open(path, start, end) as stream:
+            with _naming(path), self._open(path, start, end) as stream:
                 data = stream.read(self.config.max_bytes or -1)
             return Batch([data], nbytes=len(data))
-        while self._taken >= len(self._lines):
-            self._lines = next(self._chunks, [])
-            self._taken = 0
-            if not self._lines:
+        while self._taken >= len(self._lines):  # a chunk may hold no whole line: read on
+            lines = next(self._chunks, None)
+            if lines is None:
                 raise EndOfStream
+            self._lines, self._taken = lines, 0
         lines = self._lines[self._taken : self._taken + limit]
         self._taken += len(lines)
         return Batch(lines, nbytes=sum(map(len, lines)))
 
     def _line_chunks(self) -> Iterator[list[bytes]]:
-        """The lines of every unit, a chunk's worth at a time (memory bounded by the chunk)."""
+        """The lines of every unit, a chunk's worth at a time (memory: a chunk, or the longest line)."""
         for path, start, end in self._units:
             budget = self.config.max_bytes or -1
-            rest = b""
-            with self._open(path, start, end) as stream:
+            # The unfinished line, in pieces: joined once it ends, so a line spanning many
+            # chunks is copied once, not once per chunk.
+            rest: list[bytes] = []
+            with _naming(path), self._open(path, start, end) as stream:
                 while budget and (chunk := stream.read(_CHUNK if budget < 0 else min(_CHUNK, budget))):
                     budget -= len(chunk) if budget > 0 else 0
-                    lines = (rest + chunk).split(b"\n")
-                    rest = lines.pop()
-                    yield _strip_cr(lines) if b"\r" in chunk else lines
+                    lines = chunk.split(b"\n")
+                    if len(lines) == 1:
+                        rest.append(chunk)
+                        continue
+                    if rest:
+                        lines[0] = b"".join([*rest, lines[0]])
+                    rest = [tail] if (tail := lines.pop()) else []
+                    # The first line's \r may have come with the previous chunk.
+                    yield _strip_cr(lines) if b"\r" in chunk or lines[0].endswith(b"\r") else lines
             if rest:
-                yield _strip_cr([rest])
+                yield _strip_cr([b"".join(rest)])
 
 
 def _strip_cr(lines: list[bytes]) -> list[bytes]:
     return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """gzip's errors with the file's name, which they lack: a directory's bad file is found."""
+    try:
+        yield
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        if "Not a gzipped file" in str(error):
+            hint = "not gzip data: set compression to COMPRESSION_NONE to read it as is"
+        else:
+            hint = "damaged gzip data: the file is truncated or corrupt"
+        raise gzip.BadGzipFile(f"{path}: {hint} ({error})") from error  # one type for all three
 
 
 class FileSinkConfig(StageConfig):
@@ -121,7 +151,8 @@ class FileSinkConfig(StageConfig):
 
 
 class FileSink(Sink[FileSinkConfig]):
-    """Writes each record's bytes (str as UTF-8) to one file, across all batches."""
+    """Writes each record's bytes (str as UTF-8, Arrow data as an Arrow IPC stream) to one file,
+    across all batches."""
 
     @classmethod
     def preflight(cls, config: Any) -> list[str]:
@@ -161,4 +192,12 @@ def _to_bytes(data: Any) -> bytes:
         return bytes(data)
     if isinstance(data, str):
         return data.encode()
-    raise TypeError(f"file_sink writes bytes or str records, got {type(data).__name__}")
+    if type(data).__module__.startswith("pyarrow"):
+        from .arrow import ArrowData, to_ipc  # pyarrow is imported only when Arrow data shows up
+
+        if isinstance(data, ArrowData):  # flow-pipe's Arrow payload: one self-contained IPC stream
+            return to_ipc(data)
+    raise TypeError(
+        f"file_sink writes bytes, str or Arrow (Table, RecordBatch) records, got {type(data).__name__}:"
+        " convert the records to one of these before the sink"
+    )

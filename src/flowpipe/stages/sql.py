@@ -86,13 +86,42 @@ class SqlConfig(StageConfig):
             raise conflict(("sql",), "a query is required: sql, or filter and/or columns", None)
         if self.mode is Mode.BLOCKING and not self.sql.strip():
             raise conflict(("mode",), "filter/columns run per batch: MODE_BLOCKING needs sql", self.mode.name)
+        if not self.sql.strip():
+            self._check_filter_and_columns()
         return self
 
     def query(self, table: str) -> str:
         if self.sql.strip():
             return self.sql
-        where = f" WHERE {self.filter}" if self.filter else ""
-        return f'SELECT {", ".join(self.columns) or "*"} FROM "{table}"{where}'
+        where = f" WHERE ({self.filter})" if self.filter else ""
+        return f"SELECT {', '.join(self.columns) or '*'} FROM {_quoted(table)}{where}"
+
+    def _check_filter_and_columns(self) -> None:
+        """``filter`` must be one condition and each of ``columns`` one expression: the query
+        they make is then one plain SELECT over the input, never a second statement or a
+        UNION smuggled in."""
+        key = "filter" if self.filter else "columns"
+        query = self.query("__input")
+        try:
+            _check_syntax(query)
+        except ValueError as error:
+            raise conflict((key,), f"{error}, in the query it makes: {query}", None) from None
+        node = _parsed(query)["statements"][0]["node"]
+        simple = (
+            node["type"] == "SELECT_NODE"
+            and node["from_table"].get("table_name") == "__input"
+            and len(node["select_list"]) == max(1, len(self.columns))
+            and not (node["modifiers"] or node["group_expressions"] or node["cte_map"]["map"])
+            and node["having"] is None
+            and node["qualify"] is None
+        )
+        if not simple:
+            raise conflict(
+                (key,),
+                "filter must be one SQL condition and each columns entry one expression"
+                " (for anything else, write the whole query as sql)",
+                None,
+            )
 
 
 @functools.cache
@@ -136,14 +165,60 @@ def _one_line(error: duckdb.Error) -> str:
 _ROW_BY_ROW = frozenset({"PROJECTION", "FILTER", "PYTHON_ARROW_SCAN", "ARROW_SCAN", "TABLE_SCAN"})
 
 
-def _operators(plan: Any) -> Iterator[str]:
+def _nodes(plan: Any) -> Iterator[Any]:
     for node in plan:
-        yield node["name"]
-        yield from _operators(node.get("children", ()))
+        yield node
+        yield from _nodes(node.get("children", ()))
 
 
 def _row_by_row(plan: Any) -> bool:
-    return all(name in _ROW_BY_ROW for name in _operators(plan))
+    return all(node["name"] in _ROW_BY_ROW for node in _nodes(plan))
+
+
+def _read_twice(sql: str, schemas: Mapping[str, pa.Schema], scans: Mapping[str, FileScan]) -> set[str]:
+    """The tables of ``schemas`` that ``sql`` reads, if it scans any of them more than once (a
+    self-join, a subquery over its own input): a stream can be scanned once only. Counted in
+    DuckDB's plan over empty tables of theirs (and the ``scans``' views); the plan does not say
+    which table a scan reads, so more scans than tables means storing every one the query
+    names. Nothing if the query does not bind: running it will say why."""
+    named = {table for table in _base_tables(sql) if table in schemas} if schemas else set()
+    if not named:
+        return named
+    db = _database().cursor()
+    try:
+        for table, schema in schemas.items():
+            db.register(table, schema.empty_table())
+        for table, scan in scans.items():
+            db.execute(_view(table, scan))
+        scanned = sum(node["name"] == "PYTHON_ARROW_SCAN" for node in _nodes(_explain(db, sql)))
+    except duckdb.Error:
+        return set()
+    finally:
+        db.close()
+    return named if scanned > len(named) else set()
+
+
+def _parsed(sql: str) -> Any:
+    """DuckDB's parse tree of ``sql`` (its ``json_serialize_sql``)."""
+    row = _database().cursor().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    assert row is not None
+    return json.loads(row[0])
+
+
+def _base_tables(sql: str) -> set[str]:
+    """The names ``sql`` reads as tables (its inputs, and any CTE it reads)."""
+    tree = _parsed(sql)
+    names: set[str] = set()
+    stack: list[Any] = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("type") == "BASE_TABLE":
+                names.add(item["table_name"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return names
 
 
 def _explain(db: duckdb.DuckDBPyConnection, sql: str) -> Any:
@@ -199,6 +274,9 @@ _ALIKE = (
 )
 
 
+_STREAM = "__flowpipe_stream_"  # the name a stream has while DuckDB stores it as its table
+
+
 def _view(table: str, scan: FileScan) -> str:
     """SQL making ``table`` the scan's files, as the source would have emitted them."""
     columns = ", ".join(_quoted(name) for name in scan.schema.names)
@@ -222,6 +300,7 @@ class _Feed:
         self._limit = limit
         self._closed = self._dropping = False
         self._changed = threading.Condition()
+        self.error: Exception | None = None  # raised while DuckDB read the feed
 
     def put(self, part: pa.RecordBatch) -> None:
         with self._changed:
@@ -281,6 +360,7 @@ class _BlockingQuery:
         self._schemas = schemas
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._feeds: dict[str, _Feed] = {}
+        self._collected: set[str] = set()  # tables the query reads twice: stored before it runs
         self._db: duckdb.DuckDBPyConnection | None = None
         self._thread: threading.Thread | None = None
         self._result: pa.Table | None = None
@@ -317,11 +397,12 @@ class _BlockingQuery:
         self._db = db = _database().cursor()
         tables = dict.fromkeys([*self._tables, *self._pending])  # the declared ones, and any that came
         limit = 8 if len(tables) == 1 else 0
-        for table in tables:
-            parts = self._pending.get(table, [])
-            self._feeds[table] = feed = _Feed(parts, limit)
-            schema = self._schemas.get(table) or parts[0].schema
-            db.register(table, pa.RecordBatchReader.from_batches(schema, _stream(table, schema, feed)))
+        schemas = {t: self._schemas.get(t) or self._pending[t][0].schema for t in tables}
+        self._collected = _read_twice(self._sql, schemas, self._scans)
+        for table, schema in schemas.items():
+            self._feeds[table] = feed = _Feed(self._pending.get(table, []), limit)
+            stream = pa.RecordBatchReader.from_batches(schema, _stream(table, schema, feed))
+            db.register(_STREAM + table if table in self._collected else table, stream)
         for table, scan in self._scans.items():
             db.execute(_view(table, scan))
         self._pending = {}
@@ -331,9 +412,12 @@ class _BlockingQuery:
     def _run(self) -> None:
         assert self._db is not None
         try:
+            for table in self._collected:  # DuckDB stores it (spilling to disk) to read it again
+                self._db.execute(f"CREATE TEMP TABLE {_quoted(table)} AS FROM {_quoted(_STREAM + table)}")
             self._result = self._db.sql(self._sql).to_arrow_table()
         except BaseException as error:
-            self._error = error
+            # An input's own error, not DuckDB's wrapping of it (which carries its traceback).
+            self._error = next((f.error for f in self._feeds.values() if f.error), error)
         for feed in self._feeds.values():  # it may have ended before its input (LIMIT, a failure)
             feed.drop()
 
@@ -383,8 +467,12 @@ class _BlockingQuery:
 
 
 def _stream(table: str, schema: pa.Schema, feed: _Feed) -> Iterator[pa.RecordBatch]:
-    while (part := feed.get()) is not None:
-        yield _conform(part, schema, table)
+    try:
+        while (part := feed.get()) is not None:
+            yield _conform(part, schema, table)
+    except Exception as error:
+        feed.error = error
+        raise
 
 
 def _conform(part: pa.RecordBatch, schema: pa.Schema, table: str) -> pa.RecordBatch:
