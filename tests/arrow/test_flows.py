@@ -149,6 +149,13 @@ def test_malformed_csv_exits_1_naming_stage_file_and_line(flowpipe: Run, tmp_pat
     assert done.returncode == 1
     assert "stage 'reader' (csv_arrow_source) failed" in done.stderr
     assert f"{tmp_path / 'in.csv'}:3: malformed CSV row: expected 2 columns, got 1" in done.stderr
+    # A malformed row that is not UTF-8: pyarrow cannot decode it for the stage, and used to
+    # print a traceback beside the error.
+    (tmp_path / "in.csv").write_bytes(b"id,x\n1,2\n3,caf\xe9,4\n")
+    done = flowpipe("run", flow)
+    assert done.returncode == 1
+    assert f"{tmp_path / 'in.csv'}:3: CSV parse error: Expected 2 columns, got 3" in done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
 
 
 @pytest.mark.parametrize(("missing", "module"), [("pyarrow", "arrow_sources"), ("duckdb", "sql")])

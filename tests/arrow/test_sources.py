@@ -233,22 +233,30 @@ def test_lower_camel_config_keys_read_as_the_proto_names(tmp_path: Path) -> None
     }
     model = CsvArrowSource.config_model
     assert model.model_validate(camel) == model.model_validate(snake)
+    # Numbers in a list of strings read as their text, as flow-pipe's string-only YAML gave them.
+    numbers = model.model_validate({"path": "x", "convert_options": {"null_values": [-999, "NA"]}})
+    assert numbers.convert_options.null_values == ["-999", "NA"]
     read = as_table(drain(CsvArrowSource, camel))
     assert read.schema == pa.schema([("a", pa.decimal128(5, 1)), ("b", pa.string())])
     assert read.column("b").to_pylist() == ["x", "y"]
 
 
-def test_json_explicit_schema(tmp_path: Path) -> None:
+@pytest.mark.parametrize("behavior", ["UNEXPECTED_FIELD_BEHAVIOR_IGNORE", 1, "1"])
+def test_json_explicit_schema(tmp_path: Path, behavior: str | int) -> None:
+    # By number as in flow-pipe's enum: INFER_TYPE = 0, IGNORE = 1, ERROR = 2.
     write_json(sample_table(100), tmp_path / "t.json")
-    config = {
+    config: dict[str, Any] = {
         "path": str(tmp_path / "t.json"),
         "parse_options": {
             "explicit_schema": {"id": {"type": "DATA_TYPE_INT32"}},
-            "unexpected_field_behavior": "UNEXPECTED_FIELD_BEHAVIOR_IGNORE",
+            "unexpected_field_behavior": behavior,
         },
     }
     read = as_table(drain(JsonArrowSource, config, 2))
     assert read.schema == pa.schema([("id", pa.int32())]) and read.num_rows == 100
+    config["parse_options"]["unexpected_field_behavior"] = 2
+    with pytest.raises(pa.ArrowInvalid, match="unexpected field"):
+        drain(JsonArrowSource, config)
 
 
 def test_malformed_csv_row_names_file_and_line(tmp_path: Path) -> None:
@@ -272,6 +280,21 @@ def test_csv_conversion_failure_names_file_line_and_column(tmp_path: Path) -> No
         config = {"path": str(path), "convert_options": {"column_types": {"b": {"type": "INT64"}}}}
         with pytest.raises(pa.ArrowInvalid, match=rf"{path}:1801: column 'b': .*int64: invalid value 'x'"):
             drain(CsvArrowSource, config, workers)
+    # gzip data whose name does not say so: the column's name is read through the codec too.
+    packed = tmp_path / "conv.data"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    config = {
+        "path": str(packed),
+        "common": {"compression": "COMPRESSION_GZIP"},
+        "convert_options": {"column_types": {"b": {"type": "INT64"}}},
+    }
+    with pytest.raises(pa.ArrowInvalid, match=rf"{packed}:1801: column 'b': .*int64: invalid value 'x'$"):
+        drain(CsvArrowSource, config)
+    # A type inferred from the first block that a later value does not fit: the fix is named.
+    with pytest.raises(
+        pa.ArrowInvalid, match=r"invalid value 'x' \(its type was inferred from the file's first block"
+    ):
+        drain(CsvArrowSource, {"path": str(path), "read_options": {"block_size": 4096}})
 
 
 @pytest.mark.parametrize(
@@ -324,6 +347,17 @@ def test_missing_input_and_bad_options_fail_validation(tmp_path: Path) -> None:
     assert "needs decimal_precision" in config_error(
         CsvArrowSource, {"path": path, "convert_options": {"column_types": {"a": {"type": "DECIMAL128"}}}}
     )
+    assert "DECIMAL128 holds at most 38 digits" in config_error(
+        CsvArrowSource,
+        {
+            "path": path,
+            "convert_options": {"column_types": {"a": {"type": "DECIMAL128", "decimal_precision": 50}}},
+        },
+    )
+    for source in (CsvArrowSource, JsonArrowSource):
+        assert "COMPRESSION_SNAPPY cannot compress a text stream" in config_error(
+            source, {"path": path, "common": {"compression": "COMPRESSION_SNAPPY"}}
+        )
     valid = "(valid: OUTPUT_TYPE_TABLE, OUTPUT_TYPE_RECORD_BATCH)"
     assert f"unknown value 'OUTPUT_TYPE_ROWS' {valid}" in config_error(
         CsvArrowSource, {"path": path, "output_type": "OUTPUT_TYPE_ROWS"}

@@ -59,14 +59,21 @@ class StageKind(enum.Enum):
 class StageConfig(BaseModel):
     """Base of every stage's config model: unknown keys are rejected and values are frozen.
     A key may be written as the field's name (``output_type``) or in lowerCamel
-    (``outputType``), as flow-pipe's plugins read their configs with protobuf JSON.
+    (``outputType``), as flow-pipe's plugins read their configs with protobuf JSON, and a
+    text field takes a number as its text (``null_values: [-999]``), as flow-pipe's YAML
+    reading made every scalar a string.
 
     Declare fields with defaults and ``Field(description=...)``; the descriptions are shown by
     ``flowpipe stages show TYPE`` and in validation errors.
     """
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, defer_build=True, alias_generator=to_camel, populate_by_name=True
+        extra="forbid",
+        frozen=True,
+        defer_build=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        coerce_numbers_to_str=True,
     )
 
 

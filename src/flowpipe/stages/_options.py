@@ -187,6 +187,12 @@ class ColumnType(StageConfig):
             raise conflict(("fixed_size_binary_length",), "FIXED_SIZE_BINARY needs its length", None)
         if kind in (DataType.DECIMAL128, DataType.DECIMAL256) and self.decimal_precision is None:
             raise conflict(("decimal_precision",), f"{kind.name} needs decimal_precision", None)
+        if kind is DataType.DECIMAL128 and self.decimal_precision and self.decimal_precision > 38:
+            raise conflict(
+                ("decimal_precision",),
+                f"DECIMAL128 holds at most 38 digits, got {self.decimal_precision}: use DATA_TYPE_DECIMAL256",
+                None,
+            )
         units = {
             DataType.TIME32: (TimeUnit.SECOND, TimeUnit.MILLI),
             DataType.TIME64: (TimeUnit.MICRO, TimeUnit.NANO),

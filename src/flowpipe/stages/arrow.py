@@ -15,7 +15,7 @@ from typing import Any
 
 from flowpipe import Batch
 
-from ._options import ColumnType, Compression, DataType
+from ._options import ColumnType, CommonOptions, Compression, DataType, conflict
 
 #: The line the registry shows when a flow uses an Arrow stage without the ``arrow`` extra.
 INSTALL_HINT = "the Arrow stages need pyarrow and duckdb: pip install 'flow-pipe[arrow]'"
@@ -29,6 +29,7 @@ __all__ = [
     "INSTALL_HINT",
     "ArrowData",
     "arrow_type",
+    "check_text_codec",
     "emit",
     "formats",
     "from_ipc",
@@ -143,6 +144,14 @@ _STREAM_CODECS = {
     Compression.LZ4: "lz4",
     Compression.BROTLI: "brotli",
 }
+
+
+def check_text_codec(common: CommonOptions, path: str) -> None:
+    """Validator of a CSV or JSON stage's ``common.compression``: a codec a text stream can use."""
+    try:
+        stream_codec(common.compression, path)
+    except ValueError as error:
+        raise conflict(("common", "compression"), str(error), common.compression.name) from None
 
 
 def stream_codec(compression: Compression, path: str | Path) -> str | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
@@ -26,7 +27,7 @@ from flowpipe import Batch, EndOfStream, FileScan, Source, StageConfig
 
 from ._options import ColumnType, CommonOptions, OutputType, ProtoEnum, conflict, input_problems, local_path
 from ._split import input_files, line_ranges, lines_before, open_range
-from .arrow import arrow_type, emit, formats, stream_codec
+from .arrow import arrow_type, check_text_codec, emit, formats, stream_codec
 
 import pyarrow as pa
 
@@ -42,6 +43,15 @@ class ArrowSourceConfig(StageConfig):
     common: CommonOptions = Field(CommonOptions(), description="filesystem (local only) and compression")
 
     _path = field_validator("path")(local_path)
+
+
+class _TextSourceConfig(ArrowSourceConfig):
+    """CSV and JSON: read through a stream codec."""
+
+    @model_validator(mode="after")
+    def _codec(self) -> _TextSourceConfig:
+        check_text_codec(self.common, self.path)
+        return self
 
 
 ConfigT = TypeVar("ConfigT", bound=ArrowSourceConfig)
@@ -158,7 +168,7 @@ class CsvConvertOptions(StageConfig):
         return self
 
 
-class CsvSourceConfig(ArrowSourceConfig):
+class CsvSourceConfig(_TextSourceConfig):
     read_options: CsvReadOptions = Field(CsvReadOptions(), description="Arrow CSV ReadOptions")
     parse_options: CsvParseOptions = Field(CsvParseOptions(), description="Arrow CSV ParseOptions")
     convert_options: CsvConvertOptions = Field(CsvConvertOptions(), description="Arrow CSV ConvertOptions")
@@ -298,19 +308,44 @@ class CsvArrowSource(_ArrowSource[CsvSourceConfig]):
             where += f":{lines_before(path, start) + int(row_match.group(1))}"
             message = message.replace(row_match.group(0), "")
         if column := _COLUMN_NUMBER.search(message):
-            names = read.column_names or self._header(path, read, parse)
+            codec = stream_codec(self.config.common.compression, path)
+            names = read.column_names or self._header(path, codec, read, parse)
             index = int(column.group(1))
             name = f"'{names[index]}'" if index < len(names) else f"#{index}"
             message = message.replace(column.group(0), f"column {name}: ")
+            if index >= len(names) or names[index] not in self.config.convert_options.column_types:
+                # Streaming, the type comes from the first block; flow-pipe read the whole file.
+                message += (
+                    " (its type was inferred from the file's first block: give it in"
+                    " convert_options.column_types, or raise read_options.block_size)"
+                )
         return pa.ArrowInvalid(f"{where}: {message}")
 
     @staticmethod
-    def _header(path: Path, read: Any, parse: Any) -> list[str]:
+    def _header(path: Path, codec: str | None, read: Any, parse: Any) -> list[str]:
         try:
-            names: list[str] = formats.csv.open_csv(str(path), read, parse).schema.names
+            names: list[str] = formats.csv.open_csv(_input_stream(path, codec), read, parse).schema.names
         except (pa.ArrowException, OSError):
             return []
         return names
+
+
+def _quiet_undecodable_rows(hook: Callable[[Any], object]) -> Callable[[Any], object]:
+    """``sys.unraisablehook`` without the traceback pyarrow prints when a malformed CSV row is
+    not UTF-8 (it fails to decode the row for ``_invalid_row``): the read fails anyway with a
+    message naming the file and line."""
+
+    def unraisable(info: Any) -> object:
+        if isinstance(info.exc_value, UnicodeDecodeError) and (
+            getattr(info.object, "__func__", None) is CsvArrowSource._invalid_row
+        ):
+            return None
+        return hook(info)
+
+    return unraisable
+
+
+sys.unraisablehook = _quiet_undecodable_rows(sys.unraisablehook)
 
 
 # --- JSON ------------------------------------------------------------------------------------
@@ -318,14 +353,12 @@ class CsvArrowSource(_ArrowSource[CsvSourceConfig]):
 
 class UnexpectedFieldBehavior(ProtoEnum):
     __prefix__ = "unexpected_field_behavior_"
-    UNSPECIFIED = "unspecified"  # INFER_TYPE
-    INFER_TYPE = "infer_type"
+    INFER_TYPE = "infer_type"  # 0: flow-pipe's enum has no UNSPECIFIED
     IGNORE = "ignore"
     ERROR = "error"
 
 
 _BEHAVIOUR: dict[UnexpectedFieldBehavior, Literal["ignore", "error", "infer"]] = {
-    UnexpectedFieldBehavior.UNSPECIFIED: "infer",
     UnexpectedFieldBehavior.INFER_TYPE: "infer",
     UnexpectedFieldBehavior.IGNORE: "ignore",
     UnexpectedFieldBehavior.ERROR: "error",
@@ -346,7 +379,7 @@ class JsonParseOptions(StageConfig):
     )
 
 
-class JsonSourceConfig(ArrowSourceConfig):
+class JsonSourceConfig(_TextSourceConfig):
     read_options: JsonReadOptions = Field(JsonReadOptions(), description="Arrow JSON ReadOptions")
     parse_options: JsonParseOptions = Field(JsonParseOptions(), description="Arrow JSON ParseOptions")
 
