@@ -134,6 +134,17 @@ def join_flow(sql: str) -> str:
     )
 
 
+def test_options_for_one_input_are_refused_with_several_before_start() -> None:
+    stages = {"orders": TestingSource.of([]), "items": TestingSource.of([]), "out": TestingSink.into([])}
+    for option, problem in (
+        ("table: orders", "config.table: names the table of a stage's one input"),
+        ("mode: MODE_STREAMING", "config.mode: MODE_STREAMING runs per batch of one input"),
+    ):
+        flow = join_flow("SELECT * FROM orders").replace("config: {", f"config: {{{option}, ")
+        with pytest.raises(FlowSpecError, match=problem):
+            run_flow(flow, stages=stages)
+
+
 ORDERS = pa.schema([("order_id", pa.int64()), ("customer", pa.int64())])
 ITEMS = pa.table({"order_id": [1, 2, 3], "price": [1.5, 2.5, 3.5]})
 

@@ -580,6 +580,13 @@ class SqlTransform(Transform[SqlConfig]):
         """The result's schema, from the query run over empty tables of its inputs' schemas:
         an unknown column or table is found before the flow starts. Unknown while an input's
         schema is."""
+        if len(inputs) > 1 and config.table:
+            raise ValueError(
+                "config.table: names the table of a stage's one input; with input_queues each"
+                " input's table is its entry's table"
+            )
+        if len(inputs) > 1 and config.mode is Mode.STREAMING:
+            raise ValueError("config.mode: MODE_STREAMING runs per batch of one input; this has several")
         if not inputs or any(schema is None for schema in inputs.values()):
             return None
         try:
