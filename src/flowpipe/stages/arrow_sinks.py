@@ -3,23 +3,26 @@
 
 Each writes ONE file across all the batches it receives (flow-pipe rewrote the file for every
 payload) and finishes it in ``close()``, which the runtime calls on every exit path: the file
-is complete after the job ends, after a SIGTERM drain and after a failure. Parquet and ORC
-files, which are only readable once their footer is written, are written under a hidden
-temporary name and renamed into place when complete. ``parquet_arrow_sink`` with
-``write_opts`` writes a (hive-partitioned) dataset directory instead.
+is complete after the job ends, after a SIGTERM drain and after another failure. Parquet and
+ORC files, which are only readable once their footer is written, are written under a hidden
+temporary name and renamed into place when complete; when their writer itself fails, the
+temporary file is removed and the target left as it was. ``parquet_arrow_sink`` with
+``write_opts`` writes a (hive-partitioned) dataset directory instead, replaced as a whole.
 
 Records may be RecordBatches, Tables or Arrow IPC stream bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from abc import ABCMeta, abstractmethod
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from pydantic import Field, field_validator, model_validator
 
@@ -34,7 +37,7 @@ from ._options import (
     output_dir_problems,
     output_file_problems,
 )
-from .arrow import formats, record_batches, stream_codec
+from .arrow import check_text_codec, formats, record_batches, stream_codec
 
 import pyarrow as pa
 
@@ -49,6 +52,8 @@ class ArrowSinkConfig(StageConfig):
 
 
 ConfigT = TypeVar("ConfigT", bound=ArrowSinkConfig)
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class _Writer(Protocol):
@@ -56,13 +61,11 @@ class _Writer(Protocol):
 
     def write(self, part: pa.RecordBatch) -> None: ...
 
-    def finish(self) -> None: ...
+    def finish(self) -> None:
+        """Complete the output and put it in place."""
 
-
-def _aside(path: Path) -> Path:
-    """Where a file that is unreadable until complete (Parquet, ORC) is written, before
-    ``os.replace`` moves it into place: readers never see a half-written file."""
-    return path.with_name(f".{path.name}.inprogress")
+    def discard(self) -> None:
+        """Instead of :meth:`finish`, once the writer failed: release it, remove what it wrote."""
 
 
 class _ArrowSink(Sink[ConfigT], metaclass=ABCMeta):
@@ -71,6 +74,8 @@ class _ArrowSink(Sink[ConfigT], metaclass=ABCMeta):
 
     #: False when several workers may write side by side (a dataset directory).
     single_file = True
+    #: What a failed writer leaves at ``path``, for the log.
+    left_on_failure = "nothing was replaced"
 
     @classmethod
     def preflight(cls, config: Any) -> list[str]:
@@ -81,6 +86,7 @@ class _ArrowSink(Sink[ConfigT], metaclass=ABCMeta):
             raise ValueError(f"{self.context.stage_type} writes one file: run it with threads: 1")
         self._schema: pa.Schema | None = None
         self._out: _Writer | None = None
+        self._failed = False
 
     @abstractmethod
     def _writer(self, schema: pa.Schema) -> _Writer:
@@ -91,10 +97,22 @@ class _ArrowSink(Sink[ConfigT], metaclass=ABCMeta):
             for part in record_batches(record):
                 if self._out is None:
                     self._schema = part.schema
-                    self._out = self._writer(part.schema)
+                    self._out = self._writing(self._writer, part.schema)
                 elif part.schema != self._schema:
                     part = self._conform(part)
-                self._out.write(part)
+                self._writing(self._out.write, part)
+
+    def _writing(self, step: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a step of the writer. Its failure discards the output, so that close() does not
+        put a broken file in place of a good one; any other failure (a bad batch, another
+        stage's, a SIGTERM) still has close() finish what was written."""
+        try:
+            return step(*args, **kwargs)
+        except BaseException:
+            self._failed = True
+            if self._out is not None:
+                self._out.discard()
+            raise
 
     def _conform(self, part: pa.RecordBatch) -> pa.RecordBatch:
         try:
@@ -106,12 +124,15 @@ class _ArrowSink(Sink[ConfigT], metaclass=ABCMeta):
             ) from error
 
     def close(self) -> None:
-        if self._out is None:
-            self.context.logger.warning(
-                "%s: no data received; %s not written", self.context.stage_name, self.config.path
-            )
-            return
-        self._out.finish()
+        try:
+            if self._out is not None and not self._failed:
+                self._writing(self._out.finish)
+        finally:
+            name, path = self.context.stage_name, self.config.path
+            if self._failed:
+                self.context.logger.warning("%s: writing %s failed; %s", name, path, self.left_on_failure)
+            elif self._out is None:
+                self.context.logger.warning("%s: no data received; %s not written", name, path)
 
 
 # --- CSV -------------------------------------------------------------------------------------
@@ -142,15 +163,14 @@ class CsvSinkConfig(ArrowSinkConfig):
 
     @model_validator(mode="after")
     def _codec(self) -> CsvSinkConfig:
-        try:
-            stream_codec(self.common.compression, self.path)
-        except ValueError as error:
-            raise conflict(("common", "compression"), str(error), self.common.compression.name) from None
+        check_text_codec(self.common, self.path)
         return self
 
 
 class CsvArrowSink(_ArrowSink[CsvSinkConfig]):
     """Writes Arrow data to one CSV file (compressed by COMPRESSION_GZIP/ZSTD/… or by extension)."""
+
+    left_on_failure = "it holds what was written before the failure (CSV is written in place)"
 
     def _writer(self, schema: pa.Schema) -> _Writer:
         return _CsvFile(self.config, schema)
@@ -187,6 +207,42 @@ class _CsvFile(_Writer):
     def finish(self) -> None:
         self._writer.close()
         self._stream.close()
+
+    def discard(self) -> None:
+        # What was written stays (in place); the writer's first error is the one reported.
+        with contextlib.suppress(Exception):
+            self.finish()
+
+
+class _AsideFile(_Writer):
+    """A file that is unreadable until complete (Parquet, ORC), written beside its target as
+    ``.NAME.inprogress`` and renamed into place by :meth:`finish`: readers never see half a
+    file, and a failed writer leaves the target as it was."""
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+        self._temp = self._path.with_name(f".{self._path.name}.inprogress")
+
+    def _create(self, make: Callable[[str], T]) -> T:
+        """``make(temporary path)``, which may create the file before it fails."""
+        try:
+            return make(str(self._temp))
+        except BaseException:
+            self._temp.unlink(missing_ok=True)
+            raise
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Write the footer and close the file."""
+
+    def finish(self) -> None:
+        self._close()
+        os.replace(self._temp, self._path)
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):  # the writer's first error is the one reported
+            self._close()
+        self._temp.unlink(missing_ok=True)
 
 
 # --- Parquet ---------------------------------------------------------------------------------
@@ -262,6 +318,16 @@ class CdcOptions(StageConfig):
     max_chunk_size: int = Field(1024 * 1024, gt=0, description="bytes")
     norm_level: int = Field(0, description="normalization level")
 
+    @model_validator(mode="after")
+    def _sizes(self) -> CdcOptions:
+        if self.min_chunk_size >= self.max_chunk_size:
+            raise conflict(
+                ("min_chunk_size",),
+                f"must be less than max_chunk_size ({self.max_chunk_size})",
+                self.min_chunk_size,
+            )
+        return self
+
 
 def _encoding_conflicts(props: Any, loc: tuple[str, ...]) -> None:
     if props.encoding is Encoding.BIT_PACKED:
@@ -327,10 +393,8 @@ class WriterProperties(StageConfig):
         encodings = {
             n: e.value.upper() for n, e in per_column("encoding", Encoding.UNSPECIFIED).items() if _plain(e)
         }
-        dictionary = {
-            n: (n not in encodings if columns.get(n, ColumnProperties()).dictionary_enabled is None else v)
-            for n, v in per_column("dictionary_enabled", True).items()
-        }
+        # A column's own dictionary_enabled wins over the global one, as in Arrow's builder.
+        dictionary = per_column("dictionary_enabled", True)
         options: dict[str, Any] = {
             "compression": {n: _PARQUET_CODECS[c] for n, c in codecs.items()},
             "use_dictionary": [n for n, on in dictionary.items() if on and n not in encodings],
@@ -410,13 +474,58 @@ class ParquetSinkConfig(ArrowSinkConfig):
 
     @model_validator(mode="after")
     def _codec(self) -> ParquetSinkConfig:
-        if self.writer_properties.compression is None and self.common.compression not in _PARQUET_CODECS:
+        props = self.writer_properties
+        if props.compression is None and self.common.compression not in _PARQUET_CODECS:
             raise conflict(
                 ("common", "compression"),
                 f"Parquet cannot use COMPRESSION_{self.common.compression.name}",
                 self.common.compression.name,
             )
+        codec, level = props.compression or self.common.compression, props.compression_level
+        if level is not None and (problem := _level_problem(codec, level)):
+            raise conflict(("writer_properties", "compression_level"), problem, level)
+        for name, column in props.column_properties.items():
+            loc = ("writer_properties", "column_properties", name)
+            own = column.compression_level
+            if own is not None and (problem := _level_problem(column.compression or codec, own)):
+                raise conflict((*loc, "compression_level"), problem, own)
+            own_codec = column.compression  # which the global level applies to, without its own
+            if (
+                own is None
+                and level is not None
+                and own_codec is not None
+                and (problem := _level_problem(own_codec, level))
+            ):
+                raise conflict(
+                    (*loc, "compression"),
+                    f"{problem}, and writer_properties.compression_level {level} applies to this "
+                    "column too: use another codec here, or another global level",
+                    own_codec.name,
+                )
         return self
+
+
+def _level_problem(codec: Compression, level: int) -> str:
+    """Why ``codec`` cannot take compression ``level`` ("" when it can): Arrow would fail at the
+    first row group, after the flow started."""
+    name = _PARQUET_CODECS[codec]
+    if name in ("none", "snappy"):
+        return f"COMPRESSION_{codec.name} ({name}) has no compression levels: remove compression_level"
+    arrow_name = cast(Any, name)  # pyarrow's stubs want a Literal
+    low, high = pa.Codec.minimum_compression_level(arrow_name), pa.Codec.maximum_compression_level(arrow_name)
+    return "" if low <= level <= high else f"COMPRESSION_{codec.name}'s levels are {low}..{high}"
+
+
+def _group_rows(config: ParquetSinkConfig) -> int:
+    """Rows per row group: the smallest of row_group_size, writer_properties.max_row_group_length
+    and write_opts.max_rows_per_group that are set, else :data:`_GROUP_ROWS`."""
+    opts = config.write_opts
+    limits = (
+        config.row_group_size,
+        config.writer_properties.max_row_group_length,
+        opts.max_rows_per_group if opts else None,
+    )
+    return min((n for n in limits if n), default=_GROUP_ROWS)
 
 
 # A row group is written once this many rows, or bytes of Arrow data, are buffered. The writer
@@ -449,26 +558,41 @@ class ParquetArrowSink(_ArrowSink[ParquetSinkConfig]):
                 raise ValueError(f"config.write_opts.partition_columns: {missing}")
 
     def open(self) -> None:
-        self.single_file = self.config.write_opts is None
+        opts = self.config.write_opts
+        self.single_file = opts is None
         super().open()
+        self._dataset: _DatasetDir | None = None
+        if opts is not None:
+            context = self.context
+            # setdefault is atomic: every worker gets the first one's object.
+            self._dataset = context.shared.setdefault(
+                "dataset", _DatasetDir(self.config.path, opts.basename_template, context.worker_count)
+            )
+            self._dataset.start()
 
     def _writer(self, schema: pa.Schema) -> _Writer:
         config = self.config
         options = config.writer_properties.writer_options(config.common.compression, schema.names)
         if config.write_opts is None:
             return _ParquetFile(config, schema, options)
-        return _ParquetDataset(config, config.write_opts, schema, options, self.context)
+        template = cast(_DatasetDir, self._dataset).hidden_template(self.context.worker_index)
+        return _ParquetDataset(config, config.write_opts, schema, options, template, self.context)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._dataset is not None:
+                self._dataset.release(wrote=self._out is not None, failed=self._failed)
 
 
-class _ParquetFile(_Writer):
+class _ParquetFile(_AsideFile):
     """Buffers batches into row groups: ``write_table`` makes a row group of every call."""
 
     def __init__(self, config: ParquetSinkConfig, schema: pa.Schema, options: dict[str, Any]) -> None:
-        self._path = Path(config.path)
-        self._group_rows = min(
-            config.row_group_size or _GROUP_ROWS, config.writer_properties.max_row_group_length or _GROUP_ROWS
-        )
-        self._writer = formats.parquet.ParquetWriter(str(_aside(self._path)), schema, **options)
+        super().__init__(config.path)
+        self._group_rows = _group_rows(config)
+        self._writer = self._create(lambda temp: formats.parquet.ParquetWriter(temp, schema, **options))
         self._buffer: list[pa.RecordBatch] = []
         self._rows = self._bytes = 0
 
@@ -491,8 +615,10 @@ class _ParquetFile(_Writer):
     def finish(self) -> None:
         if self._buffer:
             self._flush(whole=True)
+        super().finish()
+
+    def _close(self) -> None:
         self._writer.close()
-        os.replace(_aside(self._path), self._path)
 
 
 def _missing_partition_columns(opts: WriteOpts, schema: pa.Schema) -> str:
@@ -503,10 +629,82 @@ def _missing_partition_columns(opts: WriteOpts, schema: pa.Schema) -> str:
     return f"partition columns {', '.join(missing)} not in the data: {', '.join(schema.names)}"
 
 
+class _DatasetDir:
+    """The directory of a ``write_opts`` sink, shared by the stage's workers. They write their
+    files under hidden names (``.NAME.inprogress``); when the last one closes, the files are
+    renamed into place and those of earlier runs removed, so that the directory holds exactly
+    this run's output; when a writer failed, this run's files are removed instead and the
+    earlier output stays. Only the names ``basename_template`` gives (any counter, any worker),
+    in the directory and its hive partition directories (``key=value``), are touched."""
+
+    _SUFFIX = ".inprogress"
+
+    def __init__(self, root: str, template: str, workers: int) -> None:
+        self._root = Path(root)
+        self._template = template
+        self._workers = self._open = workers
+        name = re.escape(template).replace(re.escape("{i}"), r"(?:w\d+-)?\d+")
+        self._final = re.compile(name)
+        self._hidden = re.compile(rf"\.{name}{re.escape(self._SUFFIX)}")
+        self._lock = threading.Lock()
+        self._started = self._wrote = self._failed = False
+
+    def hidden_template(self, worker: int) -> str:
+        """Worker *k* of several names its files ``…w<k>-{i}…``: they write side by side."""
+        template = self._template
+        if self._workers > 1:
+            template = template.replace("{i}", f"w{worker}-{{i}}")
+        return f".{template}{self._SUFFIX}"
+
+    def start(self) -> None:
+        """Before the first worker writes: remove what a killed run left hidden."""
+        with self._lock:
+            if not self._started:
+                self._started = True
+                self._remove(self._files(self._hidden))
+
+    def release(self, wrote: bool, failed: bool) -> None:
+        """A worker closed; the last one puts this run's files in place, or removes them."""
+        with self._lock:
+            self._open -= 1
+            self._wrote |= wrote
+            self._failed |= failed
+            if self._open:
+                return
+        written = self._files(self._hidden)
+        if self._failed or not self._wrote:  # no data leaves the earlier output, as for a file
+            self._remove(written)
+            return
+        placed = set()
+        for path in written:
+            final = path.with_name(path.name[1 : -len(self._SUFFIX)])
+            os.replace(path, final)
+            placed.add(final)
+        self._remove([path for path in self._files(self._final) if path not in placed])
+
+    def _files(self, name: re.Pattern[str]) -> list[Path]:
+        """The files called ``name`` in the directory and its hive partition directories."""
+        found: list[Path] = []
+        for folder, folders, files in os.walk(self._root):
+            folders[:] = [f for f in folders if "=" in f]
+            found += [Path(folder, f) for f in files if name.fullmatch(f)]
+        return found
+
+    def _remove(self, files: list[Path]) -> None:
+        """Remove ``files`` and the partition directories they leave empty."""
+        for path in files:
+            path.unlink()
+            folder = path.parent
+            while folder != self._root and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
+
+
 class _ParquetDataset(_Writer):
     """Arrow's dataset writer, which wants all its input as one reader, runs on its own thread
     fed through a small queue (a slow writer holds the stage back); it may keep several files
-    open, one per partition. Workers write side by side under distinct file names."""
+    open, one per partition. Its files are named by ``template``, which :class:`_DatasetDir`
+    gives."""
 
     def __init__(
         self,
@@ -514,15 +712,13 @@ class _ParquetDataset(_Writer):
         opts: WriteOpts,
         schema: pa.Schema,
         options: dict[str, Any],
+        template: str,
         context: StageContext,
     ) -> None:
-        template = opts.basename_template
-        if context.worker_count > 1:
-            template = template.replace("{i}", f"w{context.worker_index}-{{i}}")
         missing = _missing_partition_columns(opts, schema)
         if missing:
             raise KeyError(missing)
-        rows_per_group = opts.max_rows_per_group or config.row_group_size or _GROUP_ROWS
+        rows_per_group = _group_rows(config)
         if opts.max_rows_per_file:
             rows_per_group = min(rows_per_group, opts.max_rows_per_file)
         self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(4)
@@ -572,6 +768,11 @@ class _ParquetDataset(_Writer):
             self._thread.join()
         if self._error is not None:
             raise self._error
+
+    def discard(self) -> None:
+        # Stop the thread; _DatasetDir removes the files once every worker closed.
+        with contextlib.suppress(Exception):  # the writer's first error is the one reported
+            self.finish()
 
 
 # --- ORC -------------------------------------------------------------------------------------
@@ -646,29 +847,30 @@ class OrcArrowSink(_ArrowSink[OrcSinkConfig]):
         return _OrcFile(self.config)
 
 
-class _OrcFile(_Writer):
+class _OrcFile(_AsideFile):
     def __init__(self, config: OrcSinkConfig) -> None:
+        super().__init__(config.path)
         options = config.write_options
         version = options.file_version
-        self._path = Path(config.path)
-        self._writer = formats.orc.ORCWriter(
-            str(_aside(self._path)),
-            file_version=f"{version.major_version}.{version.minor_version}",
-            batch_size=options.batch_size,
-            stripe_size=options.stripe_size,
-            compression=_ORC_CODECS[options.compression or config.common.compression],
-            compression_block_size=options.compression_block_size,
-            compression_strategy=options.compression_strategy.value,
-            row_index_stride=options.row_index_stride,
-            padding_tolerance=options.padding_tolerance,
-            dictionary_key_size_threshold=options.dictionary_key_size_threshold,
-            bloom_filter_columns=options.bloom_filter_columns or None,
-            bloom_filter_fpp=options.bloom_filter_fpp,
+        self._writer = self._create(
+            lambda temp: formats.orc.ORCWriter(
+                temp,
+                file_version=f"{version.major_version}.{version.minor_version}",
+                batch_size=options.batch_size,
+                stripe_size=options.stripe_size,
+                compression=_ORC_CODECS[options.compression or config.common.compression],
+                compression_block_size=options.compression_block_size,
+                compression_strategy=options.compression_strategy.value,
+                row_index_stride=options.row_index_stride,
+                padding_tolerance=options.padding_tolerance,
+                dictionary_key_size_threshold=options.dictionary_key_size_threshold,
+                bloom_filter_columns=options.bloom_filter_columns or None,
+                bloom_filter_fpp=options.bloom_filter_fpp,
+            )
         )
 
     def write(self, part: pa.RecordBatch) -> None:
         self._writer.write(pa.Table.from_batches([part]))
 
-    def finish(self) -> None:
+    def _close(self) -> None:
         self._writer.close()
-        os.replace(_aside(self._path), self._path)
