@@ -8,6 +8,8 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.csv
+import pyarrow.orc
 import pyarrow.parquet as pq
 import pytest
 from arrow_helpers import as_table, config_error, job, make, sample_table
@@ -461,3 +463,24 @@ def test_two_runs_of_one_flow_at_once_keep_their_queries_apart() -> None:
         thread.join(60)
     assert [r.exit_code for r in results] == [0, 0]
     assert [as_table([p.data for p in out]).column("s").to_pylist() for out in outs] == [[4950], [100_000]]
+
+
+@pytest.mark.parametrize("sink", ["parquet", "orc", "csv"])
+def test_an_empty_result_is_an_empty_file_of_its_columns(tmp_path: Path, sink: str) -> None:
+    # As DuckDB's COPY does: a query matching nothing still gives its columns to the file.
+    out = tmp_path / f"out.{sink}"
+    flow = job(
+        f"""
+  - {{name: src, type: src, output_queue: a}}
+  - name: q
+    type: sql_transform
+    input_queue: a
+    output_queue: b
+    config: {{sql: 'SELECT "group", count(*) AS n FROM a WHERE id < 0 GROUP BY "group"'}}
+  - {{name: out, type: {sink}_arrow_sink, input_queue: b, config: {{path: "{out}"}}}}
+"""
+    )
+    result = run_flow(flow, stages={"src": TestingSource.of(sample_table(100).to_batches(max_chunksize=30))})
+    assert result.exit_code == 0, result.failure
+    read = {"parquet": pq.read_table, "orc": pa.orc.read_table, "csv": pa.csv.read_csv}[sink](out)
+    assert read.column_names == ["group", "n"] and read.num_rows == 0

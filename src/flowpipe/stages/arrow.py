@@ -68,14 +68,16 @@ def from_ipc(data: bytes | bytearray | memoryview | pa.Buffer) -> pa.Table:
 
 
 def record_batches(record: Any) -> list[pa.RecordBatch]:
-    """The record batches of one record: a RecordBatch, a Table or IPC stream bytes."""
+    """The record batches of one record: a RecordBatch, a Table or IPC stream bytes. A table
+    without rows gives one empty batch: its columns still count (a sink writes an empty file
+    of them, a query sees an empty table)."""
     if isinstance(record, pa.RecordBatch):
         return [record]
     if isinstance(record, pa.Table):
-        return record.to_batches()
+        return record.to_batches() or [pa.RecordBatch.from_pylist([], schema=record.schema)]
     if isinstance(record, (bytes, bytearray, memoryview, pa.Buffer)):
         try:
-            return from_ipc(record).to_batches()
+            return record_batches(from_ipc(record))
         except pa.ArrowInvalid as error:
             raise TypeError(
                 f"expected Arrow data (RecordBatch, Table or IPC stream bytes), got {len(record)} bytes"
