@@ -141,6 +141,27 @@ def test_parquet_columns_directory_and_hive_partitions(tmp_path: Path) -> None:
     assert set(read.column("group").to_pylist()) == {"g0", "g1"}
 
 
+def test_one_table_of_files_typed_differently_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,v\n1,10\n")
+    (tmp_path / "b.csv").write_text("id,v\n3,x\n")
+    with pytest.raises(
+        ValueError, match=r"^OUTPUT_TYPE_TABLE: the files' columns differ \(id: int64, v: int64, then"
+    ):
+        drain(CsvArrowSource, {"path": str(tmp_path)})
+
+
+def test_parquet_and_orc_columns_come_in_the_order_asked(tmp_path: Path) -> None:
+    table = sample_table(100).select(["id", "small", "name"])
+    pa_pq.write_table(table, tmp_path / "t.parquet")
+    pa_orc.write_table(table, tmp_path / "t.orc")
+    for source, name in ((ParquetArrowSource, "t.parquet"), (OrcArrowSource, "t.orc")):
+        config = {"path": str(tmp_path / name), "columns": ["name", "id"]}
+        read = as_table(drain(source, config, 2))
+        declared = source.output_schema(source.config_model.model_validate(config), {})
+        assert read.schema == declared == table.select(["name", "id"]).schema, source
+        assert sorted(read.column("id").to_pylist()) == list(range(100))
+
+
 def test_columnar_footers_are_checked_before_start(tmp_path: Path) -> None:
     table = sample_table(100).select(["id", "small"])
     good_parquet, good_orc = tmp_path / "t.parquet", tmp_path / "t.orc"

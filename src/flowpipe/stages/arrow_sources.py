@@ -84,6 +84,13 @@ class _ArrowSource(Source[ConfigT], metaclass=ABCMeta):
         batches = [b for b in self._batches if b.num_rows]
         if not batches:
             raise EndOfStream
+        if other := next((b.schema for b in batches if b.schema != batches[0].schema), None):
+            first = ", ".join(f"{f.name}: {f.type}" for f in batches[0].schema)
+            then = ", ".join(f"{f.name}: {f.type}" for f in other)
+            raise ValueError(
+                f"OUTPUT_TYPE_TABLE: the files' columns differ ({first}, then {then}), so they"
+                " make no one table: give the column types, or read OUTPUT_TYPE_RECORD_BATCH"
+            )
         return emit([pa.Table.from_batches(batches)])
 
 
@@ -507,9 +514,9 @@ class _ColumnarSource(_ArrowSource[ColumnarSourceConfig]):
         """The schema in the footer of one file of the format."""
 
     @staticmethod
-    @abstractmethod
     def _select(schema: pa.Schema, columns: list[str]) -> pa.Schema:
-        """The schema of the batches read with ``columns`` (all present) from a file of ``schema``."""
+        """The schema of the batches read with ``columns`` (all present): in the order asked."""
+        return pa.schema([schema.field(name) for name in columns])
 
     @classmethod
     def _footer(cls, path: Path) -> pa.Schema:
@@ -571,10 +578,6 @@ class ParquetArrowSource(_ColumnarSource):
         schema: pa.Schema = formats.parquet.read_schema(str(path))
         return schema
 
-    @staticmethod
-    def _select(schema: pa.Schema, columns: list[str]) -> pa.Schema:
-        return pa.schema([schema.field(name) for name in columns])  # in the order asked
-
     @classmethod
     def file_scan(cls, config: ColumnarSourceConfig) -> FileScan | None:
         """The files, when their schema is known (not for hive partitions, whose column types
@@ -626,10 +629,6 @@ class OrcArrowSource(_ColumnarSource):
         schema: pa.Schema = formats.orc.ORCFile(str(path)).schema
         return schema
 
-    @staticmethod
-    def _select(schema: pa.Schema, columns: list[str]) -> pa.Schema:
-        return pa.schema([field for field in schema if field.name in columns])  # in the file's order
-
     def _read(self) -> Iterator[pa.RecordBatch]:
         config, context = self.config, self.context
         units: list[tuple[Path, Any, int]] = []
@@ -642,6 +641,8 @@ class OrcArrowSource(_ColumnarSource):
         for path, orc, stripe in units[context.worker_index :: context.worker_count]:
             with _naming(path):
                 batch = orc.read_stripe(stripe, columns=columns)
+            if columns:  # ORC reads them in the file's order
+                batch = batch.select(columns)
             step = config.batch_size or batch.num_rows or 1
             for offset in range(0, batch.num_rows, step):
                 yield batch.slice(offset, step)
