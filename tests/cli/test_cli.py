@@ -147,6 +147,21 @@ def test_stage_config_keys_may_be_lower_camel(flowpipe: Run, write: Callable[[st
     ]
 
 
+def test_stage_config_reads_values_as_flow_pipe_did(flowpipe: Run, write: Callable[[str, str], Path]) -> None:
+    # A number in a text field is its text as written; null (or nothing) keeps the default.
+    path = write(
+        "values.yaml",
+        "name: t\nqueues: [{name: q, capacity: 4}]\nstages:\n"
+        "  - {name: s, type: noop_source, output_queue: q, config: {message: 1.50, max_messages: 1}}\n"
+        "  - {name: z, type: noop_source, output_queue: q,"
+        " config: {message: 007, max_messages: 1, delay_ms: }}\n"
+        "  - {name: o, type: stdout_sink, input_queue: q, config: null}\n",
+    )
+    proc = flowpipe("run", path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.splitlines()) == ["007 #0", "1.50 #0"]
+
+
 def test_run_of_an_invalid_flow_starts_nothing(flowpipe: Run, write: Callable[[str, str], Path]) -> None:
     path = write("bad.yaml", BAD_FLOW)
     proc = flowpipe("run", path)
@@ -201,6 +216,12 @@ def test_stages_show_describes_config_fields(flowpipe: Run) -> None:
     assert out.startswith("noop_source (source)")
     assert "max_messages: int (default 0)" in out and "0 means no limit" in out
     assert "message: str (default 'noop_source')" in out
+    # the docstring's whole first paragraph, on one line
+    shown = flowpipe("stages", "show", "stdout_sink").stdout.splitlines()[1]
+    assert shown.strip() == (
+        "Writes each record and a newline to stdout (empty records are skipped), one write and one"
+        " flush per batch."
+    )
     # a nested block's fields indented under it, defaults as a flow file writes them
     lines = flowpipe("stages", "show", "parquet_arrow_sink").stdout.splitlines()
     common = lines.index("    common: CommonOptions — filesystem (local only) and compression")

@@ -343,6 +343,27 @@ stages:
     [problem] = caught.value.problems
     assert problem.line == 4 and f"there is no CPU {missing}; this machine has {missing}" in problem.message
 
+    # Every problem at once: a stage whose config is wrong, or that has no type, still has
+    # its pinning checked, and a missing type is said once.
+    with pytest.raises(FlowSpecError) as caught:
+        run_flow(
+            f"""
+name: pin
+execution: {{mode: job}}
+kubernetes: {{cpu_pinning: {{src: {{cpu: [{missing}]}}, typeless: {{cpu: [{missing}]}}}}}}
+queues: [{{name: a, capacity: 4}}]
+stages:
+  - {{name: src, type: noop_source, output_queue: a, config: {{max_mesages: 1}}}}
+  - {{name: typeless, output_queue: a}}
+  - {{name: out, type: stdout_sink, input_queue: a}}
+"""
+        )
+    messages = [p.message for p in caught.value.problems]
+    assert len(messages) == 4, messages
+    assert sum("unknown key 'max_mesages'" in m for m in messages) == 1
+    assert sum("has no type" in m for m in messages) == 1
+    assert sum(f"there is no CPU {missing}" in m for m in messages) == 2
+
 
 def test_workers_of_a_stage_share_one_dict_per_run_and_know_their_inputs() -> None:
     seen: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []  # the dicts themselves: kept alive

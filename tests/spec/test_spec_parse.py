@@ -79,7 +79,8 @@ def test_sample_flow_parses_clean() -> None:
     assert spec.is_job
     assert [s.name for s in spec.stages] == ["src", "transform", "sink"]
     assert spec.stages[0].config == {"max_messages": 20, "delay_ms": 0}
-    assert type(spec.stages[0].config["max_messages"]) is int
+    max_messages = spec.stages[0].config["max_messages"]
+    assert isinstance(max_messages, int) and not isinstance(max_messages, bool)
     assert spec.stage_inputs(spec.stages[2]) == ["q2"]
 
 
@@ -417,3 +418,18 @@ def test_warnings_alone_keep_the_flow_ok() -> None:
         """)
     assert [p.warning for p in parsed.problems] == [True]
     assert parsed.ok and parsed.raise_for_problems() is parsed.spec
+
+
+def test_numbers_meant_as_text_are_read_as_written() -> None:
+    # flow-pipe turned every scalar into its text: `007` named queue "007", not "7".
+    parsed = parse_flow_text(
+        "name: 0123\nqueues: [{name: 007}]\nenv: {APP_VERSION: 1.10}\nlabels: {build: 0x1F}\n"
+        "stages:\n  - {name: 1e3, type: t, output_queue: 007, input_queues: [{queue: 007, table: 1.50}]}\n",
+        "f.yaml",
+    )
+    spec = parsed.raise_for_problems()
+    assert (spec.name, spec.queues[0].name, spec.env, spec.labels) == (
+        "0123", "007", {"APP_VERSION": "1.10"}, {"build": "0x1F"}
+    )  # fmt: skip
+    stage = spec.stages[0]
+    assert (stage.name, stage.output_queue, stage.input_queues[0].table) == ("1e3", "007", "1.50")

@@ -20,7 +20,9 @@ def test_plain_scalars_follow_the_yaml_1_2_core_schema() -> None:
         "i": -math.inf, "j": "3", "k": "4", "l": "on", "m": None, "n": "1_000", "o": False, "p": 15,
     }  # fmt: skip
     assert isinstance(doc.data, dict)
-    assert type(doc.data["a"]) is int and type(doc.data["h"]) is float
+    assert isinstance(doc.data["a"], int) and isinstance(doc.data["h"], float)
+    # Each number keeps the text it was written as, for a field that takes text.
+    assert [doc.data[k].text for k in "afghp"] == ["1", "012", "0x1F", "1.5e3", "0o17"]
 
 
 def test_mapping_keys_are_always_strings() -> None:

@@ -16,6 +16,7 @@ Precedence, highest first (the first candidate of a type wins; the others are "s
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +56,9 @@ class StageInfo:
 
     @property
     def description(self) -> str:
-        doc = self.stage_class.__doc__ or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        """The first paragraph of the stage class's docstring, on one line."""
+        paragraph = inspect.cleandoc(self.stage_class.__doc__ or "").split("\n\n")[0]
+        return " ".join(paragraph.split())
 
 
 def check_stage_class(obj: object, origin: str) -> StageClass:

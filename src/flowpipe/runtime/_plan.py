@@ -83,12 +83,12 @@ def plan_flow(
     stage_indexes: list[int] = []
     for index, stage in enumerate(spec.stages):
         checked = _check_stage(parsed, registry, index, stage, problems)
+        cpus = pinning[stage.name].cpu if stage.name in pinning else ()
+        problems.extend(_missing_cpus(parsed, stage.name, cpus))
         if checked is None:
             continue
         info, config = checked
         stage_indexes.append(index)
-        cpus = pinning[stage.name].cpu if stage.name in pinning else ()
-        problems.extend(_missing_cpus(parsed, stage.name, cpus))
         stages.append(
             StagePlan(
                 name=stage.name,
@@ -265,6 +265,8 @@ def _check_stage(
     parsed: ParsedFlow, registry: StageRegistry, index: int, stage: StageSpec, problems: list[Problem]
 ) -> tuple[StageInfo, StageConfig] | None:
     where = ("stages", index)
+    if not stage.type and not stage.plugin:
+        return None  # the spec's checks already said: a stage needs a type
     try:
         info = resolve(registry, stage.type, stage.plugin, parsed.path.parent)
     except PluginError as error:

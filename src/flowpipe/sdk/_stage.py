@@ -24,10 +24,11 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
 from ._payload import Batch, BatchBuilder, Payload, PayloadMeta
+from ._values import as_written
 
 __all__ = [
     "EndOfStream",
@@ -59,9 +60,10 @@ class StageKind(enum.Enum):
 class StageConfig(BaseModel):
     """Base of every stage's config model: unknown keys are rejected and values are frozen.
     A key may be written as the field's name (``output_type``) or in lowerCamel
-    (``outputType``), as flow-pipe's plugins read their configs with protobuf JSON, and a
-    text field takes a number as its text (``null_values: [-999]``), as flow-pipe's YAML
-    reading made every scalar a string.
+    (``outputType``), as flow-pipe's plugins read their configs with protobuf JSON; a key
+    given as null keeps its default; and a text field takes a number as the text it was
+    written as (``null_values: [-999, 1.50]``), as flow-pipe's YAML reading made every scalar
+    a string.
 
     Declare fields with defaults and ``Field(description=...)``; the descriptions are shown by
     ``flowpipe stages show TYPE`` and in validation errors.
@@ -75,6 +77,11 @@ class StageConfig(BaseModel):
         populate_by_name=True,
         coerce_numbers_to_str=True,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_written(cls, data: Any) -> Any:
+        return as_written(cls, data)
 
 
 class EndOfStream(Exception):

@@ -8,11 +8,13 @@ rules that relate fields to each other live in :mod:`._check`.
 from __future__ import annotations
 
 import warnings
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
+
+from flowpipe.sdk._values import as_written
 
 from ._enums import (
     AttributeLevel,
@@ -77,22 +79,13 @@ class _Message(BaseModel):
         populate_by_name=True,
         coerce_numbers_to_str=True,  # `name: 123` and `env: {PORT: 8080}` read as strings
     )
-    _spellings: ClassVar[frozenset[str]] = frozenset()
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        cls._spellings = frozenset(
-            spelling for name, info in cls.model_fields.items() for spelling in (name, info.alias or name)
-        )
 
     @model_validator(mode="before")
     @classmethod
-    def _null_means_default(cls, data: Any) -> Any:
-        """As in protobuf JSON, a field given as null (or left empty in YAML) keeps its default."""
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None or k not in cls._spellings}
-        return data
+    def _as_written(cls, data: Any) -> Any:
+        """As in protobuf JSON, a field given as null (or left empty in YAML) keeps its
+        default; a number in a text field is the text it was written as."""
+        return as_written(cls, data)
 
 
 class Execution(_Message):

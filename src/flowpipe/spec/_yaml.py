@@ -13,12 +13,14 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import BaseResolver
 
 from flowpipe.sdk import Problem
+from flowpipe.sdk._values import WrittenFloat, WrittenInt
 
 __all__ = ["Document", "Loc", "Mark", "dotted", "load"]
 
@@ -186,10 +188,14 @@ class _Builder:
             self._problem(node, f"unsupported YAML tag '{node.tag}'", "remove the tag")
             return text
         try:
-            return convert(text)
+            value = convert(text)
         except ValueError:
             self._problem(node, f"'{text}' is not a valid {node.tag.removeprefix(_TAG)}", "fix the value")
             return text
+        if isinstance(value, bool):
+            return value
+        # A number keeps its text, for a field that takes it as text (`name: 007`).
+        return WrittenInt(value, text) if isinstance(value, int) else WrittenFloat(cast(float, value), text)
 
 
 def _to_bool(text: str) -> bool:
