@@ -162,6 +162,24 @@ def test_stage_config_reads_values_as_flow_pipe_did(flowpipe: Run, write: Callab
     assert sorted(proc.stdout.splitlines()) == ["007 #0", "1.50 #0"]
 
 
+def test_stdout_sink_ignores_a_config_with_a_warning(
+    flowpipe: Run, write: Callable[[str, str], Path]
+) -> None:
+    # flow-pipe's stdout_sink took no config and ignored any: such flows keep running.
+    path = write(
+        "stdout.yaml",
+        "name: t\nqueues: [{name: q, capacity: 4}]\nstages:\n"
+        "  - {name: s, type: noop_source, output_queue: q, config: {max_messages: 1}}\n"
+        "  - {name: o, type: stdout_sink, input_queue: q, config: {verbose: true, flush: 1}}\n",
+    )
+    proc = flowpipe("run", path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "noop_source #0\n"
+    assert "stage 'o' (stdout_sink) takes no config; ignored: verbose, flush" in proc.stderr
+    shown = flowpipe("stages", "show", "stdout_sink").stdout
+    assert "config: None; any keys given are ignored, with a warning" in shown
+
+
 def test_run_of_an_invalid_flow_starts_nothing(flowpipe: Run, write: Callable[[str, str], Path]) -> None:
     path = write("bad.yaml", BAD_FLOW)
     proc = flowpipe("run", path)

@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 a stage failed at run time (or the drain deadline passe
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -226,8 +227,8 @@ def stages_show(registry: StageRegistry, type_name: str) -> None:
     for origin in info.shadowed:
         click.echo(f"  shadows: {origin}")
     model = info.config_model
-    if model.model_config.get("extra") == "allow":  # native stages: their configure checks keys
-        click.echo("  config: any keys, checked by the stage itself when the flow is validated")
+    if model.model_config.get("extra") == "allow":  # its docstring says what becomes of them
+        click.echo(f"  config: {inspect.cleandoc(model.__doc__ or 'any keys').splitlines()[0]}")
     else:
         click.echo("  config:" + ("" if model.model_fields else " none"))
     for line in _config_lines(info.config_model):

@@ -27,7 +27,7 @@ _log = logging.getLogger("flowpipe.native")
 
 
 class NativeConfig(StageConfig):
-    """Any keys: the native stage's own ``configure`` checks them."""
+    """Any keys, checked by the stage itself when the flow is validated."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 

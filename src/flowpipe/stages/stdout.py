@@ -5,17 +5,32 @@ from __future__ import annotations
 import sys
 from typing import Any, BinaryIO
 
+from pydantic import ConfigDict
+
 from flowpipe import Batch, Sink, StageConfig
 
 __all__ = ["StdoutSink"]
 
 
-class StdoutSink(Sink[StageConfig]):
+class StdoutConfig(StageConfig):
+    """None; any keys given are ignored, with a warning, as flow-pipe's stdout_sink ignored them."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class StdoutSink(Sink[StdoutConfig]):
     """Writes each record and a newline to stdout (empty records are skipped), one write and
     one flush per batch."""
 
     def open(self) -> None:
         self._out: BinaryIO = sys.stdout.buffer
+        ignored = self.config.model_extra
+        if ignored and self.context.worker_index == 0:
+            self.context.logger.warning(
+                "stage '%s' (stdout_sink) takes no config; ignored: %s",
+                self.context.stage_name,
+                ", ".join(ignored),
+            )
 
     def consume_batch(self, batch: Batch) -> None:
         data = batch.data
