@@ -1,5 +1,6 @@
 """The position-tracking reader: YAML 1.2 core typing, positions, and located syntax errors."""
 
+import json
 import math
 
 import pytest
@@ -109,3 +110,12 @@ def test_empty_document_reads_as_null() -> None:
 def test_dotted_paths() -> None:
     assert dotted(("stages", 2, "config", "verbose")) == "stages[2].config.verbose"
     assert dotted(()) == ""
+
+
+def test_characters_escaped_as_surrogate_pairs_read_as_one() -> None:
+    # What json.dumps writes for a character beyond U+FFFF; an escaped backslash stays text.
+    text = json.dumps({"a": "smile \U0001f600", "b": "\\ud83d\\ude00"})
+    assert "\\ud83d\\ude00" in text
+    doc, problems = load(text, "f.json")
+    assert problems == [] and doc is not None
+    assert doc.data == json.loads(text) == {"a": "smile \U0001f600", "b": "\\ud83d\\ude00"}

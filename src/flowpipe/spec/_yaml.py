@@ -81,8 +81,22 @@ class Document:
     keys: dict[Loc, Mark] = field(default_factory=dict)
 
 
+# A character beyond U+FFFF escaped as a UTF-16 surrogate pair ("\ud83d\ude00"), as JSON writers
+# do, which PyYAML refuses; not after an escaped backslash ("\\ud83d" is text).
+_SURROGATE_PAIR = re.compile(
+    r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.IGNORECASE
+)
+
+
+def _pair_as_one(match: re.Match[str]) -> str:
+    high, low = int(match[2], 16), int(match[3], 16)
+    return f"{match[1]}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08X}"
+
+
 def load(text: str, filename: str) -> tuple[Document | None, list[Problem]]:
     """Read ``text``; the document is None when it is not well-formed YAML."""
+    if "\\u" in text:
+        text = _SURROGATE_PAIR.sub(_pair_as_one, text)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
