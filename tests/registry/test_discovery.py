@@ -57,6 +57,22 @@ def test_plugin_field_with_a_path_relative_to_the_flow(
     assert proc.stdout.splitlines() == ["HI #0!", "HI #1!"]
 
 
+def test_plugin_field_naming_the_types_default_file_is_the_type(
+    flowpipe: Run, write: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    # flow-pipe flows often spell out the default: libstage_<type>.so is the type itself.
+    write("plugins/stage_shout.py", SHOUT)
+    flows = [
+        FLOW.format(type="noop_transform", extra=", plugin: libstage_noop_transform.so"),
+        FLOW.format(type="shout", extra=", plugin: libstage_shout.so"),
+    ]
+    outputs = [["hi #0", "hi #1"], ["HI #0!", "HI #1!"]]
+    for text, expected in zip(flows, outputs, strict=True):
+        proc = flowpipe("run", write("f.yaml", text), FLOW_PIPE_PLUGIN_PATH=str(tmp_path / "plugins"))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines() == expected
+
+
 def test_plugin_field_with_module_and_class(
     flowpipe: Run, write: Callable[[str, str], Path], tmp_path: Path
 ) -> None:

@@ -76,9 +76,11 @@ def resolve(registry: StageRegistry, type_name: str, plugin: str | None, base_di
 
     ``plugin`` is ``package.module:Class``, an absolute path, a path relative to the flow
     file's directory (when it contains ``/``), or a bare file name looked up in the plugin
-    directories and then beside the flow file.
+    directories and then beside the flow file; ``libstage_<type>.so`` means the type.
     """
-    if not plugin:
+    # flow-pipe's default file for the type (libstage_<type>.so) is the type itself: its
+    # built-in, or that file in a plugin directory, as the registry finds it.
+    if not plugin or plugin == f"libstage_{type_name}.so":
         return registry.get(type_name)
     return load_candidate(_plugin_field_candidate(plugin, type_name, base_dir, registry.plugin_dirs))
 
