@@ -14,6 +14,7 @@ import pyarrow.orc as pa_orc
 import pyarrow.parquet as pa_pq
 import pytest
 from arrow_helpers import as_table, config_error, drain, ids, make, preflight, sample_table
+from pydantic import ValidationError
 
 from flowpipe import EndOfStream
 from flowpipe.stages.arrow_sources import CsvArrowSource, JsonArrowSource, OrcArrowSource, ParquetArrowSource
@@ -368,6 +369,12 @@ def test_missing_input_and_bad_options_fail_validation(tmp_path: Path) -> None:
     assert "needs decimal_precision" in config_error(
         CsvArrowSource, {"path": path, "convert_options": {"column_types": {"a": {"type": "DECIMAL128"}}}}
     )
+    # Another engine's name for a type gets the flow-pipe name as its fix.
+    with pytest.raises(ValidationError) as caught:
+        CsvArrowSource.config_model.model_validate(
+            {"path": path, "convert_options": {"column_types": {"a": {"type": "DATA_TYPE_DOUBLE"}}}}
+        )
+    assert caught.value.errors()[0]["ctx"]["hint"] == "did you mean DATA_TYPE_FLOAT64?"
     assert "DECIMAL128 holds at most 38 digits" in config_error(
         CsvArrowSource,
         {

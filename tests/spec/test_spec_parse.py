@@ -134,6 +134,13 @@ def test_unknown_extension_names_the_accepted_ones(tmp_path: Path, read: object)
     ]
 
 
+def test_a_directory_is_not_a_flow_file(tmp_path: Path) -> None:
+    parsed = parse_flow(tmp_path)
+    assert [str(p) for p in parsed.problems] == [
+        f"{tmp_path}: error: is a directory, not a flow file (fix: name a .yaml, .yml or .json file in it)"
+    ]
+
+
 def test_yaml_syntax_error_is_located() -> None:
     parsed = parse("""\
         name: f

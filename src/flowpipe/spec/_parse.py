@@ -153,6 +153,10 @@ def parse_flow_text(text: str, filename: str) -> ParsedFlow:
 
 
 def _unsupported(path: Path) -> Problem:
+    if path.is_dir():
+        return Problem(
+            "is a directory, not a flow file", str(path), hint="name a .yaml, .yml or .json file in it"
+        )
     return Problem(
         f"unsupported flow file type '{path.suffix}'", str(path), hint="use a .yaml, .yml or .json file"
     )

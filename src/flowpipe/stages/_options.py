@@ -11,7 +11,7 @@ import difflib
 import enum
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, GetCoreSchemaHandler, ValidationError, field_validator, model_validator
 from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
@@ -41,6 +41,7 @@ class ProtoEnum(enum.Enum):
     Anything else is an error listing the valid names and suggesting the nearest."""
 
     __prefix__ = ""
+    __synonyms__: ClassVar[dict[str, str]] = {}  # other engines' names -> member value, for hints
 
     @classmethod
     def _missing_(cls, value: object) -> ProtoEnum | None:
@@ -66,7 +67,11 @@ class ProtoEnum(enum.Enum):
         except ValueError:
             pass
         names = [m.proto_name for m in cls]
-        near = difflib.get_close_matches(str(value).upper(), names, n=1)
+        word = str(value).strip().upper().removeprefix(cls.__prefix__.upper())
+        if synonym := cls.__synonyms__.get(word):
+            near = [cls(synonym).proto_name]
+        else:
+            near = difflib.get_close_matches(str(value).upper(), names, n=1)
         raise PydanticCustomError(
             "proto_enum",
             "unknown value {value} (valid: {names})",
@@ -121,6 +126,24 @@ class Compression(ProtoEnum):
 
 class DataType(ProtoEnum):
     __prefix__ = "data_type_"
+    __synonyms__: ClassVar[dict[str, str]] = {
+        "DOUBLE": "float64",
+        "FLOAT": "float32",
+        "REAL": "float32",
+        "INT": "int32",
+        "INTEGER": "int32",
+        "LONG": "int64",
+        "BIGINT": "int64",
+        "SMALLINT": "int16",
+        "TINYINT": "int8",
+        "BOOLEAN": "bool",
+        "UTF8": "string",
+        "VARCHAR": "string",
+        "TEXT": "string",
+        "BYTES": "binary",
+        "DATE": "date32",
+        "DECIMAL": "decimal128",
+    }
     UNSPECIFIED = "unspecified"
     NULL = "null"
     BOOL = "bool"
