@@ -180,6 +180,24 @@ def test_stdout_sink_ignores_a_config_with_a_warning(
     assert "config: None; any keys given are ignored, with a warning" in shown
 
 
+def test_a_block_repeated_by_a_yaml_alias_reports_its_problem_once(
+    flowpipe: Run, write: Callable[[str, str], Path]
+) -> None:
+    path = write(
+        "alias.yaml",
+        "name: t\nexecution: {mode: job}\nqueues: [{name: q}]\nstages:\n"
+        "  - &s {name: src, type: noop_source, output_queue: q, config: {max_mesages: 1}}\n"
+        "  - *s\n"
+        "  - {name: o, type: stdout_sink, input_queue: q}\n",
+    )
+    proc = flowpipe("validate", path)
+    assert proc.returncode == 2
+    assert [line.split(": error: ")[1] for line in proc.stderr.splitlines()] == [
+        "stage name 'src' is already used at line 5 (fix: give every stage a unique name)",
+        "stage 'src' (noop_source): config: unknown key 'max_mesages' (fix: did you mean 'max_messages'?)",
+    ]
+
+
 def test_run_of_an_invalid_flow_starts_nothing(flowpipe: Run, write: Callable[[str, str], Path]) -> None:
     path = write("bad.yaml", BAD_FLOW)
     proc = flowpipe("run", path)

@@ -42,7 +42,8 @@ class FlowSpecError(FlowpipeError):
     """The flow is invalid. ``problems`` lists every error found, not only the first."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
+        # Once each: a YAML alias repeats a block, and its problems, at one place in the file.
+        self.problems = list(dict.fromkeys(problems))
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
