@@ -369,6 +369,28 @@ def test_missing_input_and_bad_options_fail_validation(tmp_path: Path) -> None:
     assert "needs decimal_precision" in config_error(
         CsvArrowSource, {"path": path, "convert_options": {"column_types": {"a": {"type": "DECIMAL128"}}}}
     )
+    # A column that column_types or include_columns names must exist: Arrow would ignore the
+    # type of a misspelt one, and the column would silently get another type.
+    named = {"column_names": ["id", "l_discount"]}
+    assert "no column 'l_discuont' in read_options.column_names: did you mean 'l_discount'?" in config_error(
+        CsvArrowSource,
+        {
+            "path": path,
+            "read_options": named,
+            "convert_options": {"column_types": {"l_discuont": {"type": "INT8"}}},
+        },
+    )
+    header = tmp_path / "h.csv"
+    header.write_text("id,l_discount\n1,0.5\n")
+    typo = {"column_types": {"l_discuont": {"type": "FLOAT32"}}, "include_columns": ["id", "i"]}
+    assert preflight(CsvArrowSource, {"path": str(header), "convert_options": typo}).splitlines() == [
+        f"config.convert_options.column_types: no column 'l_discuont' in the header of {header}:"
+        " did you mean 'l_discount'?",
+        f"config.convert_options.include_columns: no column 'i' in the header of {header}:"
+        " did you mean 'id'?",
+    ]
+    typo["include_missing_columns"] = True  # then a missing one is a column of nulls
+    assert len(preflight(CsvArrowSource, {"path": str(header), "convert_options": typo}).splitlines()) == 1
     # Another engine's name for a type gets the flow-pipe name as its fix.
     with pytest.raises(ValidationError) as caught:
         CsvArrowSource.config_model.model_validate(

@@ -12,6 +12,7 @@ boundaries — so every row is read exactly once.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import re
 import sys
@@ -180,6 +181,30 @@ class CsvSourceConfig(_TextSourceConfig):
     parse_options: CsvParseOptions = Field(CsvParseOptions(), description="Arrow CSV ParseOptions")
     convert_options: CsvConvertOptions = Field(CsvConvertOptions(), description="Arrow CSV ConvertOptions")
 
+    @model_validator(mode="after")
+    def _named_columns(self) -> CsvSourceConfig:
+        names = self.read_options.column_names
+        if names and (problems := _unknown_columns(self, names, "in read_options.column_names")):
+            key, message = problems[0].removeprefix("config.").split(": ", 1)
+            raise conflict(tuple(key.split(".")), message, None)
+        return self
+
+
+def _unknown_columns(config: CsvSourceConfig, names: list[str], where: str) -> list[str]:
+    """Problems for the columns ``column_types`` or ``include_columns`` name that ``names``
+    lacks (``include_columns`` may, with ``include_missing_columns``)."""
+    convert = config.convert_options
+    named = [("column_types", list(convert.column_types))]
+    if not convert.include_missing_columns:
+        named.append(("include_columns", convert.include_columns))
+    problems = []
+    for key, columns in named:
+        for column in (c for c in columns if c not in names):
+            near = difflib.get_close_matches(column, names, n=1)
+            fix = f"did you mean '{near[0]}'?" if near else f"the columns are {', '.join(names)}"
+            problems.append(f"config.convert_options.{key}: no column '{column}' {where}: {fix}")
+    return problems
+
 
 _COLUMN_NUMBER = re.compile(r"In CSV column #(\d+): ")
 _ROW_NUMBER = re.compile(r"Row #(\d+): ")
@@ -197,13 +222,28 @@ class CsvArrowSource(_ArrowSource[CsvSourceConfig]):
             return None
         return pa.schema([(c, arrow_type(convert.column_types[c])) for c in convert.include_columns])
 
+    @classmethod
+    def preflight(cls, config: CsvSourceConfig) -> list[str]:
+        """Besides the path: every column ``column_types`` and ``include_columns`` name is in
+        the file's header (one file; a directory's files may differ). Arrow ignores the type
+        of a column it does not find, so a misspelt name would silently change a type."""
+        problems = super().preflight(config)
+        path = Path(local_path(config.path))
+        if problems or not path.is_file() or config.read_options.column_names:
+            return problems  # column_names are checked with the config
+        read, parse, _ = cls._arrow_options(config, None)
+        header = cls._header(path, stream_codec(config.common.compression, path), read, parse)
+        return _unknown_columns(config, header, f"in the header of {path}") if header else []
+
     def _options(self) -> tuple[Any, Any, Any]:
-        read, parse, convert = (
-            self.config.read_options,
-            self.config.parse_options,
-            self.config.convert_options,
-        )
         self._invalid: list[Any] = []
+        return self._arrow_options(self.config, self._invalid_row)
+
+    @staticmethod
+    def _arrow_options(
+        config: CsvSourceConfig, on_invalid: Callable[[Any], Any] | None
+    ) -> tuple[Any, Any, Any]:
+        read, parse, convert = config.read_options, config.parse_options, config.convert_options
         return (
             formats.csv.ReadOptions(
                 use_threads=read.use_threads,
@@ -220,7 +260,7 @@ class CsvArrowSource(_ArrowSource[CsvSourceConfig]):
                 escape_char=parse.escape_char if parse.escaping else False,
                 newlines_in_values=parse.newlines_in_values,
                 ignore_empty_lines=parse.ignore_empty_lines,
-                invalid_row_handler=self._invalid_row,
+                invalid_row_handler=on_invalid,
             ),
             formats.csv.ConvertOptions(
                 check_utf8=convert.check_utf8,
