@@ -465,18 +465,24 @@ def test_two_runs_of_one_flow_at_once_keep_their_queries_apart() -> None:
     assert [as_table([p.data for p in out]).column("s").to_pylist() for out in outs] == [[4950], [100_000]]
 
 
-@pytest.mark.parametrize("sink", ["parquet", "orc", "csv"])
-def test_an_empty_result_is_an_empty_file_of_its_columns(tmp_path: Path, sink: str) -> None:
-    # As DuckDB's COPY does: a query matching nothing still gives its columns to the file.
+@pytest.mark.parametrize(
+    ("sink", "config"),
+    [
+        ("parquet", """{sql: 'SELECT "group", count(*) AS n FROM a WHERE id < 0 GROUP BY "group"'}"""),
+        ("orc", """{sql: 'SELECT "group", count(*) AS n FROM a WHERE id < 0 GROUP BY "group"'}"""),
+        ("csv", """{sql: 'SELECT "group", count(*) AS n FROM a WHERE id < 0 GROUP BY "group"'}"""),
+        ("parquet", """{sql: 'SELECT "group", id AS n FROM a WHERE id < 0'}"""),  # per batch
+        ("parquet", """{filter: 'id < 0', columns: ['"group"', 'id AS n']}"""),
+    ],
+)
+def test_an_empty_result_is_an_empty_file_of_its_columns(tmp_path: Path, sink: str, config: str) -> None:
+    # As DuckDB's COPY does: a query matching nothing still gives its columns to the file,
+    # whether it runs once over the whole input or batch by batch (on two workers).
     out = tmp_path / f"out.{sink}"
     flow = job(
         f"""
   - {{name: src, type: src, output_queue: a}}
-  - name: q
-    type: sql_transform
-    input_queue: a
-    output_queue: b
-    config: {{sql: 'SELECT "group", count(*) AS n FROM a WHERE id < 0 GROUP BY "group"'}}
+  - {{name: q, type: sql_transform, threads: 2, input_queue: a, output_queue: b, config: {config}}}
   - {{name: out, type: {sink}_arrow_sink, input_queue: b, config: {{path: "{out}"}}}}
 """
     )

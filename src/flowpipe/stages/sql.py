@@ -500,6 +500,8 @@ class SqlTransform(Transform[SqlConfig]):
         config, context = self.config, self.context
         self._db = _database().cursor()
         self._streaming: bool | None = None  # decided on the first batch (MODE_AUTO)
+        self._sent = False  # a row, when streaming
+        self._nothing: pa.Table | None = None  # an empty result: its columns, if no row comes
         self._finished = False
         scans = {config.table or name: scan for name, scan in context.scans.items()}
         for table, scan in scans.items():  # for binding the query on the other inputs' batches
@@ -538,7 +540,11 @@ class SqlTransform(Transform[SqlConfig]):
         if self._streaming:
             self._db.register(table, pa.Table.from_batches(parts))
             result = self._run(self.config.query(table))
-            return emit([result]) if result.num_rows else Batch([])
+            if not result.num_rows:
+                self._nothing = result
+                return Batch([])
+            self._sent = True
+            return emit([result])
         if not self._bound:  # a query that cannot bind fails now, not at the end
             self._db.register(table, parts[0])
             self._bound = self._plan() is not None
@@ -629,8 +635,14 @@ class SqlTransform(Transform[SqlConfig]):
         if self._streaming is None:  # no batch came: decide as on a first batch, over an empty one
             known = next(iter(self._schemas.items()), None)
             self._streaming = known is not None and self._decide(known[0], known[1].empty_table())
+        if self._streaming:
+            # A query that matched nothing still gives its columns: a sink writes an empty file
+            # of them, as for a blocking query's empty result.
+            if self._nothing is None and not self._sent and self._schemas:  # decided over empty
+                self._nothing = self._run(self.config.query(next(iter(self._schemas))))
+            return None if self._sent or self._nothing is None else emit([self._nothing])
         # The last worker to finish closes the input: it alone has the query's result.
-        if self._streaming or not last:
+        if not last:
             return None
         result = query.result()
         return None if result is None else emit([result])
