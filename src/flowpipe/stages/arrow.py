@@ -30,6 +30,7 @@ __all__ = [
     "ArrowData",
     "arrow_type",
     "check_text_codec",
+    "conform",
     "emit",
     "formats",
     "from_ipc",
@@ -84,6 +85,32 @@ def record_batches(record: Any) -> list[pa.RecordBatch]:
                 f" that are not an Arrow IPC stream ({error}): is this queue fed raw records?"
             ) from None
     raise TypeError(f"expected Arrow data (RecordBatch, Table or IPC bytes), got {type(record).__name__}")
+
+
+def conform(part: pa.RecordBatch, schema: pa.Schema, what: str) -> pa.RecordBatch:
+    """``part`` cast to ``schema`` (the first batch's), or a one-line ValueError naming, for
+    ``what`` (an input, a file), the columns that differ."""
+    if part.schema.equals(schema):
+        return part
+    try:
+        return part.cast(schema)
+    except (pa.ArrowException, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{what}: a batch's columns differ from the first batch's and cannot be cast to them"
+            f" ({_difference(part.schema, schema)}): {reason}"
+        ) from None
+
+
+def _difference(got: pa.Schema, first: pa.Schema) -> str:
+    changes = [
+        f"{field.name} is {field.type}, was {first.field(field.name).type}"
+        for field in got
+        if field.name in first.names and field.type != first.field(field.name).type
+    ]
+    changes += [f"{name} is new" for name in got.names if name not in first.names]
+    changes += [f"{name} is missing" for name in first.names if name not in got.names]
+    return "; ".join(changes) or "same columns in another order"
 
 
 def emit(records: list[ArrowData]) -> Batch:

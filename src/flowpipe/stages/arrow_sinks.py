@@ -37,7 +37,7 @@ from ._options import (
     output_dir_problems,
     output_file_problems,
 )
-from .arrow import check_text_codec, formats, record_batches, stream_codec
+from .arrow import check_text_codec, conform, formats, record_batches, stream_codec
 
 import pyarrow as pa
 
@@ -98,8 +98,8 @@ class _ArrowSink(Sink[ConfigT], metaclass=ABCMeta):
                 if self._out is None:
                     self._schema = part.schema
                     self._out = self._writing(self._writer, part.schema)
-                elif part.schema != self._schema:
-                    part = self._conform(part)
+                else:
+                    part = conform(part, cast(pa.Schema, self._schema), self.config.path)
                 self._writing(self._out.write, part)
 
     def _writing(self, step: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -113,15 +113,6 @@ class _ArrowSink(Sink[ConfigT], metaclass=ABCMeta):
             if self._out is not None:
                 self._out.discard()
             raise
-
-    def _conform(self, part: pa.RecordBatch) -> pa.RecordBatch:
-        try:
-            return part.cast(cast(pa.Schema, self._schema))
-        except (pa.ArrowException, ValueError) as error:
-            raise ValueError(
-                f"{self.config.path}: a batch's schema ({part.schema}) does not match the first one's "
-                f"({self._schema})"
-            ) from error
 
     def close(self) -> None:
         try:

@@ -43,7 +43,7 @@ from pydantic import Field, field_validator, model_validator
 from flowpipe import Batch, FileScan, StageConfig, Transform
 
 from ._options import ProtoEnum, conflict
-from .arrow import INSTALL_HINT, emit, record_batches
+from .arrow import INSTALL_HINT, conform, emit, record_batches
 
 import pyarrow as pa
 
@@ -469,23 +469,10 @@ class _BlockingQuery:
 def _stream(table: str, schema: pa.Schema, feed: _Feed) -> Iterator[pa.RecordBatch]:
     try:
         while (part := feed.get()) is not None:
-            yield _conform(part, schema, table)
+            yield conform(part, schema, f"input {table!r}")  # DuckDB reads a stream by its schema
     except Exception as error:
         feed.error = error
         raise
-
-
-def _conform(part: pa.RecordBatch, schema: pa.Schema, table: str) -> pa.RecordBatch:
-    """``part`` with the table's schema: DuckDB reads a stream's batches by its schema alone."""
-    if part.schema.equals(schema):
-        return part
-    try:
-        return part.cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as error:
-        raise ValueError(
-            f"input {table!r}: a batch's schema ({part.schema}) does not match its first batch's"
-            f" ({schema}) and cannot be cast to it: {error}"
-        ) from None
 
 
 class SqlTransform(Transform[SqlConfig]):
