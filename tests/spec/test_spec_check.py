@@ -172,6 +172,22 @@ def test_queue_usage() -> None:
     assert "block" in parsed.problems[0].hint and "wait forever" in parsed.problems[1].hint
 
 
+def test_a_queue_read_by_several_stages_is_a_warning() -> None:
+    # Competing consumers, as in flow-pipe: each record goes to one reader (threads of one
+    # stage are one reader).
+    parsed = parse("""\
+        queues: [{name: q}]
+        stages:
+          - {name: a, type: t, output_queue: q}
+          - {name: b, type: t, input_queue: q, threads: 3}
+          - {name: c, type: t, input_queues: [{queue: q, table: x}]}
+        """)
+    assert located(parsed) == [
+        (1, 17, "queue 'q' is read by stage 'b', stage 'c': each record goes to one of them, not to each")
+    ]
+    assert parsed.problems[0].warning and parsed.ok
+
+
 def test_input_queues_extension_counts_as_reading() -> None:
     parsed = parse("""\
         queues: [{name: q1}, {name: q2}]

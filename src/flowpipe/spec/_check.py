@@ -196,6 +196,15 @@ def _wiring(spec: FlowSpec, *, check_refs: bool, check_usage: bool) -> Iterator[
             )
         elif name not in readers:
             yield Finding(loc, f"queue '{name}' is not used by any stage", "remove it", warning=True)
+        elif len(dict.fromkeys(readers[name])) > 1:
+            # As in flow-pipe, readers compete for records; an aggregate would see a share.
+            yield Finding(
+                loc,
+                f"queue '{name}' is read by {_listing(readers[name])}: each record goes to one of"
+                " them, not to each",
+                "if each needs every record, give each its own queue and source",
+                warning=True,
+            )
 
 
 def _listing(labels: list[str]) -> str:
