@@ -203,7 +203,7 @@ def test_unknown_column_fails_at_the_first_batch_with_engine_message() -> None:
     stage = make(SqlTransform, {"sql": "SELECT nope FROM t"})
     batch = Batch([sample_table(10).to_batches()[0]])
     batch.input = "t"
-    with pytest.raises(ValueError, match=r'^stage: Binder Error: Referenced column "nope" not found'):
+    with pytest.raises(ValueError, match=r'^Binder Error: Referenced column "nope" not found'):
         stage.process_batch(batch)
     stage.close()
 
@@ -219,6 +219,8 @@ def test_unknown_column_in_a_flow_exits_1_naming_the_stage() -> None:
     result = run_flow(flow, stages={"src": TestingSource.of([sample_table(5)]), "out": TestingSink.into([])})
     assert result.exit_code == 1 and result.failure is not None
     assert result.failure.stage_name == "query" and 'column "nope" not found' in str(result.failure)
+    # The stage is named once, by the failure, not again inside the engine's message.
+    assert str(result.failure).startswith("stage 'query' (sql_transform) failed: ValueError: Binder Error:")
 
 
 def test_unknown_columns_over_parquet_inputs_are_found_before_start(tmp_path: Path) -> None:
@@ -383,7 +385,7 @@ def test_batches_of_another_schema_are_cast_or_named() -> None:
     _feed_in_thread(stage, [first, words])
     with pytest.raises(
         ValueError,
-        match=r"^stage: input 't': a batch's columns differ from the first batch's and cannot be cast to"
+        match=r"^input 't': a batch's columns differ from the first batch's and cannot be cast to"
         r" them \(x is string, was int64\): Failed to parse string: 'three'",
     ) as error:
         stage.finish()

@@ -378,7 +378,7 @@ class _BlockingQuery:
             feed = self._feeds.get(table)
         self._raise_error()
         if feed is None:
-            raise ValueError(f"{self._stage}: input {table!r} is not one of {', '.join(self._tables)}")
+            raise ValueError(f"input {table!r} is not one of {', '.join(self._tables)}")
         for part in parts:
             feed.put(part)
 
@@ -424,7 +424,7 @@ class _BlockingQuery:
     def _raise_error(self) -> None:
         if self._error is not None and not self._aborted:
             text = _one_line(self._error) if isinstance(self._error, duckdb.Error) else self._error
-            raise ValueError(f"{self._stage}: {text}") from self._error
+            raise ValueError(str(text)) from self._error
 
     def result(self) -> pa.Table | None:
         """Close the feeds and wait for the query: its result, None if nothing came and no
@@ -437,7 +437,7 @@ class _BlockingQuery:
                 if unknown:
                     names = ", ".join(repr(table) for table in unknown)
                     raise ValueError(
-                        f"{self._stage}: input {names} sent no data, and its columns are not known"
+                        f"input {names} sent no data, and its columns are not known"
                         " before data comes, so the query has no such table (a source that declares"
                         " its schema, such as Parquet, or CSV with typed include_columns, makes it"
                         " an empty table)"
@@ -548,7 +548,7 @@ class SqlTransform(Transform[SqlConfig]):
         self._bound = plan is not None
         if config.mode is not Mode.AUTO:
             if config.mode is Mode.STREAMING and plan is None:
-                raise ValueError(f"{self.context.stage_name}: MODE_STREAMING queries read one input only")
+                raise ValueError("MODE_STREAMING queries read one input only")
             return config.mode is Mode.STREAMING
         return plan is not None and _row_by_row(plan)
 
@@ -559,13 +559,13 @@ class SqlTransform(Transform[SqlConfig]):
         except duckdb.CatalogException:
             return None
         except duckdb.Error as error:
-            raise ValueError(f"{self.context.stage_name}: {_one_line(error)}") from error
+            raise ValueError(_one_line(error)) from error
 
     def _run(self, query: str) -> pa.Table:
         try:
             result: pa.Table = self._db.sql(query).to_arrow_table()
         except duckdb.Error as error:
-            raise ValueError(f"{self.context.stage_name}: {_one_line(error)}") from error
+            raise ValueError(_one_line(error)) from error
         return result
 
     @classmethod
