@@ -15,6 +15,7 @@ import pyarrow.parquet as pa_pq
 import pytest
 from arrow_helpers import as_table, config_error, drain, ids, make, preflight, sample_table
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 
 from flowpipe import EndOfStream
 from flowpipe.stages.arrow_sources import CsvArrowSource, JsonArrowSource, OrcArrowSource, ParquetArrowSource
@@ -228,6 +229,13 @@ def test_csv_options_and_gzip_files_split_by_file(tmp_path: Path) -> None:
     assert read.column("id").to_pylist() == list(range(30))
 
 
+def _lower_camel(config: Any) -> Any:
+    """``config`` with every key in lowerCamel (the column names here have no underscore)."""
+    if isinstance(config, dict):
+        return {to_camel(key): _lower_camel(value) for key, value in config.items()}
+    return config
+
+
 def test_lower_camel_config_keys_read_as_the_proto_names(tmp_path: Path) -> None:
     # flow-pipe's plugins parse their config with protobuf JSON, which takes either spelling,
     # and an enum by number, even quoted (flow-pipe's YAML reader made every scalar a string).
@@ -244,15 +252,8 @@ def test_lower_camel_config_keys_read_as_the_proto_names(tmp_path: Path) -> None
             }
         },
     }
-    camel = {
-        "path": str(path),
-        "outputType": "1",
-        "readOptions": {"skipRows": 1, "blockSize": 1 << 16},
-        "parseOptions": {"delimiter": ";"},
-        "convertOptions": {
-            "columnTypes": {"a": {"type": "DATA_TYPE_DECIMAL128", "decimalPrecision": 5, "decimalScale": 1}}
-        },
-    }
+    camel = _lower_camel(snake) | {"outputType": "1"}
+    assert camel["convertOptions"]["columnTypes"]["a"]["decimalPrecision"] == 5
     model = CsvArrowSource.config_model
     assert model.model_validate(camel) == model.model_validate(snake)
     # Numbers in a list of strings read as their text, as flow-pipe's string-only YAML gave them.

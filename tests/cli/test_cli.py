@@ -115,13 +115,17 @@ def test_stage_config_problems_read_like_the_specs(flowpipe: Run, write: Callabl
     ]
 
 
+# The head of a flow whose stages (YAML list items) follow.
+ONE_QUEUE = "name: t\nqueues: [{name: q, capacity: 4}]\nstages:\n"
+
+
 def test_stage_config_keys_may_be_lower_camel(flowpipe: Run, write: Callable[[str, str], Path]) -> None:
     # flow-pipe's plugins read their config with protobuf JSON, which takes the lowerCamel
     # names too; errors name what the file wrote, and a missing key by its proto name.
     path = write(
         "camel.yaml",
-        "name: t\nqueues: [{name: q, capacity: 4}]\nstages:\n"
-        "  - {name: s, type: noop_source, outputQueue: q, config: {maxMessages: 2, message: hi}}\n"
+        ONE_QUEUE
+        + "  - {name: s, type: noop_source, outputQueue: q, config: {maxMessages: 2, message: hi}}\n"
         "  - {name: o, type: stdout_sink, inputQueue: q}\n",
     )
     proc = flowpipe("run", path)
@@ -129,8 +133,7 @@ def test_stage_config_keys_may_be_lower_camel(flowpipe: Run, write: Callable[[st
     assert proc.stdout.splitlines() == ["hi #0", "hi #1"]
     bad = write(
         "bad_camel.yaml",
-        "name: t\nqueues: [{name: q, capacity: 4}]\nstages:\n"
-        "  - {name: s, type: noop_source, output_queue: q,"
+        ONE_QUEUE + "  - {name: s, type: noop_source, output_queue: q,"
         " config: {maxMessages: 3, max_messages: 4, delayMs: x}}\n"
         "  - {name: k, type: kafka_source, output_queue: q, config: {brokers: 'b:1', topic: t}}\n"
         "  - {name: o, type: stdout_sink, input_queue: q}\n",
@@ -151,8 +154,8 @@ def test_stage_config_reads_values_as_flow_pipe_did(flowpipe: Run, write: Callab
     # A number in a text field is its text as written; null (or nothing) keeps the default.
     path = write(
         "values.yaml",
-        "name: t\nqueues: [{name: q, capacity: 4}]\nstages:\n"
-        "  - {name: s, type: noop_source, output_queue: q, config: {message: 1.50, max_messages: 1}}\n"
+        ONE_QUEUE
+        + "  - {name: s, type: noop_source, output_queue: q, config: {message: 1.50, max_messages: 1}}\n"
         "  - {name: z, type: noop_source, output_queue: q,"
         " config: {message: 007, max_messages: 1, delay_ms: }}\n"
         "  - {name: o, type: stdout_sink, input_queue: q, config: null}\n",
@@ -168,8 +171,7 @@ def test_stdout_sink_ignores_a_config_with_a_warning(
     # flow-pipe's stdout_sink took no config and ignored any: such flows keep running.
     path = write(
         "stdout.yaml",
-        "name: t\nqueues: [{name: q, capacity: 4}]\nstages:\n"
-        "  - {name: s, type: noop_source, output_queue: q, config: {max_messages: 1}}\n"
+        ONE_QUEUE + "  - {name: s, type: noop_source, output_queue: q, config: {max_messages: 1}}\n"
         "  - {name: o, type: stdout_sink, input_queue: q, config: {verbose: true, flush: 1}}\n",
     )
     proc = flowpipe("run", path)
@@ -185,15 +187,14 @@ def test_a_block_repeated_by_a_yaml_alias_reports_its_problem_once(
 ) -> None:
     path = write(
         "alias.yaml",
-        "name: t\nexecution: {mode: job}\nqueues: [{name: q}]\nstages:\n"
-        "  - &s {name: src, type: noop_source, output_queue: q, config: {max_mesages: 1}}\n"
+        ONE_QUEUE + "  - &s {name: src, type: noop_source, output_queue: q, config: {max_mesages: 1}}\n"
         "  - *s\n"
         "  - {name: o, type: stdout_sink, input_queue: q}\n",
     )
     proc = flowpipe("validate", path)
     assert proc.returncode == 2
     assert [line.split(": error: ")[1] for line in proc.stderr.splitlines()] == [
-        "stage name 'src' is already used at line 5 (fix: give every stage a unique name)",
+        "stage name 'src' is already used at line 4 (fix: give every stage a unique name)",
         "stage 'src' (noop_source): config: unknown key 'max_mesages' (fix: did you mean 'max_messages'?)",
     ]
 

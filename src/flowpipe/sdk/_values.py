@@ -16,29 +16,26 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-__all__ = ["WrittenFloat", "WrittenInt", "as_written"]
+__all__ = ["WrittenFloat", "WrittenInt", "as_written", "written"]
 
 
 class WrittenInt(int):
-    """An integer read from a flow file, with the text it was written as."""
+    """An integer read from a flow file, with the ``text`` it was written as."""
 
     text: str
-
-    def __new__(cls, value: int, text: str) -> WrittenInt:
-        number = super().__new__(cls, value)
-        number.text = text
-        return number
 
 
 class WrittenFloat(float):
-    """A float read from a flow file, with the text it was written as."""
+    """A float read from a flow file, with the ``text`` it was written as."""
 
     text: str
 
-    def __new__(cls, value: float, text: str) -> WrittenFloat:
-        number = super().__new__(cls, value)
-        number.text = text
-        return number
+
+def written(value: int | float, text: str) -> WrittenInt | WrittenFloat:
+    """``value`` tagged with the ``text`` it was written as."""
+    number = WrittenInt(value) if isinstance(value, int) else WrittenFloat(value)
+    number.text = text
+    return number
 
 
 def as_written(model: type[BaseModel], data: Any) -> Any:

@@ -20,7 +20,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import BaseResolver
 
 from flowpipe.sdk import Problem
-from flowpipe.sdk._values import WrittenFloat, WrittenInt
+from flowpipe.sdk._values import written
 
 __all__ = ["Document", "Loc", "Mark", "dotted", "load"]
 
@@ -209,7 +209,7 @@ class _Builder:
         if isinstance(value, bool):
             return value
         # A number keeps its text, for a field that takes it as text (`name: 007`).
-        return WrittenInt(value, text) if isinstance(value, int) else WrittenFloat(cast(float, value), text)
+        return written(cast(int | float, value), text)
 
 
 def _to_bool(text: str) -> bool:
