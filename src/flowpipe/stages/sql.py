@@ -200,7 +200,8 @@ def _read_twice(sql: str, schemas: Mapping[str, pa.Schema], scans: Mapping[str, 
 
 def _parsed(sql: str) -> Any:
     """DuckDB's parse tree of ``sql`` (its ``json_serialize_sql``)."""
-    row = _database().cursor().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    with _database().cursor() as db:
+        row = db.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
     assert row is not None
     return json.loads(row[0])
 
