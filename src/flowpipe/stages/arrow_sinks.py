@@ -740,6 +740,16 @@ class _ParquetDataset(_Writer):
             formats.dataset.write_dataset(reader, path, **arguments)
         except BaseException as error:  # raised on the stage's thread by write() or finish()
             self._error = error
+        finally:
+            # A writer that failed may leave Arrow's own thread waiting on the queue for input:
+            # end the input, or that thread, and the process at exit, would wait forever.
+            while True:
+                try:
+                    self._queue.put_nowait(None)
+                    break
+                except queue.Full:
+                    with contextlib.suppress(queue.Empty):
+                        self._queue.get_nowait()
 
     def _hand_over(self, item: pa.RecordBatch | None) -> None:
         while self._thread.is_alive():
