@@ -184,15 +184,16 @@ class CsvSourceConfig(_TextSourceConfig):
     @model_validator(mode="after")
     def _named_columns(self) -> CsvSourceConfig:
         names = self.read_options.column_names
-        if names and (problems := _unknown_columns(self, names, "in read_options.column_names")):
-            key, message = problems[0].removeprefix("config.").split(": ", 1)
-            raise conflict(tuple(key.split(".")), message, None)
+        if names and (unknown := _unknown_columns(self, names, "in read_options.column_names")):
+            key, message = unknown[0]
+            raise conflict(("convert_options", key), message, None)
         return self
 
 
-def _unknown_columns(config: CsvSourceConfig, names: list[str], where: str) -> list[str]:
-    """Problems for the columns ``column_types`` or ``include_columns`` name that ``names``
-    lacks (``include_columns`` may, with ``include_missing_columns``)."""
+def _unknown_columns(config: CsvSourceConfig, names: list[str], where: str) -> list[tuple[str, str]]:
+    """(key of ``convert_options``, message) for each column ``column_types`` or
+    ``include_columns`` names that ``names`` lacks (``include_columns`` may, with
+    ``include_missing_columns``)."""
     convert = config.convert_options
     named = [("column_types", list(convert.column_types))]
     if not convert.include_missing_columns:
@@ -202,7 +203,7 @@ def _unknown_columns(config: CsvSourceConfig, names: list[str], where: str) -> l
         for column in (c for c in columns if c not in names):
             near = difflib.get_close_matches(column, names, n=1)
             fix = f"did you mean '{near[0]}'?" if near else f"the columns are {', '.join(names)}"
-            problems.append(f"config.convert_options.{key}: no column '{column}' {where}: {fix}")
+            problems.append((key, f"no column '{column}' {where}: {fix}"))
     return problems
 
 
@@ -233,7 +234,8 @@ class CsvArrowSource(_ArrowSource[CsvSourceConfig]):
             return problems  # column_names are checked with the config
         read, parse, _ = cls._arrow_options(config, None)
         header = cls._header(path, stream_codec(config.common.compression, path), read, parse)
-        return _unknown_columns(config, header, f"in the header of {path}") if header else []
+        unknown = _unknown_columns(config, header, f"in the header of {path}") if header else []
+        return [f"config.convert_options.{key}: {message}" for key, message in unknown]
 
     def _options(self) -> tuple[Any, Any, Any]:
         self._invalid: list[Any] = []
